@@ -1,0 +1,14 @@
+//! The driver contract (CNM model and the `NetworkDriver` trait) and the kernel plumbing every
+//! driver shares: typed netlink, network namespaces, nft firewall, sysctls.
+
+pub mod driver;
+pub mod error;
+pub mod firewall;
+pub mod model;
+pub mod netlink;
+pub mod netns;
+pub mod sysctl;
+
+pub use driver::{JoinInfo, NetworkDriver};
+pub use error::DriverError;
+pub use model::{Endpoint, MacAddr, Network, PortMapping, Protocol, Sandbox, SubnetInfo};

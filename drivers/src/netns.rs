@@ -1,0 +1,1 @@
+//! Network namespace handles: open by path, run code inside one, create new ones.

@@ -1,0 +1,1 @@
+//! The controller (libnetwork's word): networks, endpoints and sandboxes as records; orchestrates IPAM, the store and the registered drivers. The one API that Docker handlers, CNI commands and the CLI all call.

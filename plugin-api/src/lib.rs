@@ -1,0 +1,1 @@
+//! Consumers of the engine: the Docker remote NetworkDriver/IpamDriver plugin server and the CNI protocol.
