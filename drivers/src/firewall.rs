@@ -1,1 +1,0 @@
-//! weft's nft firewall: its own tables only, changed through text transactions on `nft -f -`.
