@@ -1,3 +1,20 @@
-fn main() {
-    println!("weft");
+//! `weft`: the CLI, the daemon, and — when invoked with `CNI_COMMAND` set — the CNI plugin.
+
+mod cli;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    setup::init_logging(args.log_level.as_deref(), args.command.is_daemon());
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft: error: {e}");
+            ExitCode::from(setup::exit_code(&e))
+        }
+    }
 }

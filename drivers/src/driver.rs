@@ -46,18 +46,39 @@ pub trait NetworkDriver: Send + Sync {
     fn validate_endpoint(&self, net: &Network, ep: &Endpoint) -> Result<(), DriverError>;
     /// Creates the link pair and attaches the host side; with `Sandbox::Netns` the container side
     /// is created inside that namespace and configured (addresses, MAC, routes, up).
-    fn join(&self, net: &Network, ep: &Endpoint, sandbox: &Sandbox) -> Result<JoinInfo, DriverError>;
+    fn join(
+        &self,
+        net: &Network,
+        ep: &Endpoint,
+        sandbox: &Sandbox,
+    ) -> Result<JoinInfo, DriverError>;
     /// Removes the link pair (both sides) and anything else `join` made.
     fn leave(&self, net: &Network, ep: &Endpoint) -> Result<(), DriverError>;
 
     /// Publishes the endpoint's ports (DNAT) and anything else that reaches it from outside.
-    fn program_external_connectivity(&self, net: &Network, ep: &Endpoint) -> Result<(), DriverError>;
-    fn revoke_external_connectivity(&self, net: &Network, ep: &Endpoint) -> Result<(), DriverError>;
+    fn program_external_connectivity(
+        &self,
+        net: &Network,
+        ep: &Endpoint,
+    ) -> Result<(), DriverError>;
+    fn revoke_external_connectivity(&self, net: &Network, ep: &Endpoint)
+        -> Result<(), DriverError>;
 
     /// What the kernel really has for this network (links, addresses, rules), for `inspect`.
-    fn inspect_network(&self, net: &Network, endpoints: &[Endpoint]) -> Result<serde_json::Value, DriverError>;
+    fn inspect_network(
+        &self,
+        net: &Network,
+        endpoints: &[Endpoint],
+    ) -> Result<serde_json::Value, DriverError>;
 
     /// Removes kernel objects this driver owns on `net` that belong to none of `endpoints`, and
     /// re-creates missing network-level objects. Returns what it did, one line per change.
     fn reconcile(&self, net: &Network, endpoints: &[Endpoint]) -> Result<Vec<String>, DriverError>;
+
+    /// Removes kernel objects this driver made for networks that are not in `networks` (left by
+    /// a crash, or by a store that was wiped). Returns what it did, one line per change.
+    fn remove_orphans(&self, networks: &[Network]) -> Result<Vec<String>, DriverError> {
+        let _ = networks;
+        Ok(Vec::new())
+    }
 }

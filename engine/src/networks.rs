@@ -1,0 +1,334 @@
+//! Creating, finding, inspecting and removing networks.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde_json::json;
+use tracing::info;
+use weft_drivers::netlink::Netlink;
+use weft_drivers::{Network, SubnetInfo};
+use weft_ipam::{Ipam, Pool, PoolRequest};
+
+use crate::error::EngineError;
+use crate::records::{self, load, save, NetworkRecord, Origin};
+use crate::{ids, Controller, EndpointRecord};
+
+/// Where a network's subnets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpamRequest {
+    /// weft's IPAM: one pool per request. No IPv4 request means one default IPv4 pool; IPv6
+    /// enabled without a request means one default IPv6 (ULA) pool.
+    Weft {
+        v4: Vec<PoolRequest>,
+        v6: Vec<PoolRequest>,
+    },
+    /// Subnets allocated elsewhere (Docker's IPAM, or weft's through Docker's IpamDriver API).
+    Given(Vec<SubnetInfo>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRequest {
+    pub name: String,
+    /// Docker gives its own id; otherwise one is made.
+    pub id: Option<String>,
+    pub driver: String,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub ipam: IpamRequest,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub origin: Origin,
+}
+
+impl Controller {
+    /// Creates a network: claims its name, allocates its subnets and gateways, has the driver
+    /// build it, and records it. Repeating a request with the same id returns the existing
+    /// network.
+    pub fn create_network(&self, req: NetworkRequest) -> Result<NetworkRecord, EngineError> {
+        ids::check_name(&req.name).map_err(EngineError::Invalid)?;
+        if let Some(id) = &req.id {
+            if !ids::is_id(id) {
+                return Err(EngineError::Invalid(format!(
+                    "network id {id:?} is not 64 lowercase hex characters"
+                )));
+            }
+        }
+        let driver = self.driver(&req.driver)?;
+        let _lock = self.store.lock()?;
+        if let Some(id) = &req.id {
+            if let Some(existing) = load::<NetworkRecord>(self.store(), &records::network_key(id))?
+            {
+                return Ok(existing);
+            }
+        }
+        let id = req.id.clone().unwrap_or_else(ids::random_id);
+        if !self
+            .store
+            .create(&records::name_key(&req.name), id.as_bytes())?
+        {
+            return Err(EngineError::Exists {
+                kind: "network",
+                name: req.name.clone(),
+                hint: "choose another name or remove it first with `weft network rm`".into(),
+            });
+        }
+        let mut pools = Vec::new();
+        let result = self.build_network(&req, &id, driver, &mut pools);
+        match result {
+            Ok(record) => {
+                info!(network = %record.network.name, id = %id, "network created");
+                Ok(record)
+            }
+            Err(e) => {
+                self.release_pools(&pools);
+                let _ = self.store.delete(&records::name_key(&req.name));
+                Err(e)
+            }
+        }
+    }
+
+    fn build_network(
+        &self,
+        req: &NetworkRequest,
+        id: &str,
+        driver: &dyn weft_drivers::NetworkDriver,
+        pools: &mut Vec<(Pool, Option<IpNet>)>,
+    ) -> Result<NetworkRecord, EngineError> {
+        let subnets = match &req.ipam {
+            IpamRequest::Given(subnets) => subnets.clone(),
+            IpamRequest::Weft { v4, v6 } => {
+                self.allocate_subnets(req, id, v4, v6, pools)?;
+                pools
+                    .iter()
+                    .map(|(p, gw)| SubnetInfo {
+                        subnet: p.subnet,
+                        gateway: *gw,
+                        ip_range: p.ip_range,
+                        pool_id: p.id.clone(),
+                    })
+                    .collect()
+            }
+        };
+        if req.enable_ipv6 && !subnets.iter().any(|s| matches!(s.subnet, IpNet::V6(_))) {
+            return Err(EngineError::Invalid(format!(
+                "network {}: IPv6 is enabled but no IPv6 subnet was given",
+                req.name
+            )));
+        }
+        let network = Network {
+            id: id.to_string(),
+            name: req.name.clone(),
+            driver: req.driver.clone(),
+            internal: req.internal,
+            enable_ipv6: req.enable_ipv6,
+            subnets,
+            options: req.options.clone(),
+        };
+        driver.validate_network(&network)?;
+        let record = NetworkRecord {
+            network,
+            origin: req.origin,
+            pools: pools.iter().map(|(p, _)| p.id.clone()).collect(),
+            labels: req.labels.clone(),
+            created: records::now(),
+        };
+        driver.create_network(&record.network)?;
+        if let Err(e) = save(self.store(), &records::network_key(id), &record) {
+            let _ = driver.delete_network(&record.network);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    fn allocate_subnets(
+        &self,
+        req: &NetworkRequest,
+        id: &str,
+        v4: &[PoolRequest],
+        v6: &[PoolRequest],
+        pools: &mut Vec<(Pool, Option<IpNet>)>,
+    ) -> Result<(), EngineError> {
+        let mut wanted: Vec<PoolRequest> = Vec::new();
+        if v4.is_empty() {
+            wanted.push(PoolRequest::default());
+        }
+        wanted.extend(v4.iter().cloned());
+        wanted.extend(v6.iter().cloned().map(|mut r| {
+            r.v6 = true;
+            r
+        }));
+        if req.enable_ipv6 && v6.is_empty() {
+            wanted.push(PoolRequest {
+                v6: true,
+                ..PoolRequest::default()
+            });
+        }
+        if !req.enable_ipv6 && !v6.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "network {}: an IPv6 subnet was given without --ipv6",
+                req.name
+            )));
+        }
+        let host_prefixes = if wanted.iter().any(|r| r.subnet.is_none()) {
+            host_prefixes()?
+        } else {
+            Vec::new()
+        };
+        let ipam = Ipam::new(self.store());
+        for mut r in wanted {
+            r.owner = format!("network {} ({})", req.name, &id[..12]);
+            let pool = ipam.request_pool(&r, &host_prefixes)?;
+            pools.push((pool.clone(), None));
+            let gw = ipam.request_address(&pool.id, r.gateway, "gateway")?;
+            pools.last_mut().expect("just pushed").1 = Some(gw);
+        }
+        Ok(())
+    }
+
+    fn release_pools(&self, pools: &[(Pool, Option<IpNet>)]) {
+        let ipam = Ipam::new(self.store());
+        for (pool, gw) in pools {
+            if let Some(gw) = gw {
+                let _ = ipam.release_address(&pool.id, gw.addr());
+            }
+            let _ = ipam.release_pool(&pool.id);
+        }
+    }
+
+    /// Finds a network by name, full id or unique id prefix.
+    pub fn network(&self, name_or_id: &str) -> Result<NetworkRecord, EngineError> {
+        if ids::check_name(name_or_id).is_ok() {
+            if let Some(id) = self.store.get(&records::name_key(name_or_id))? {
+                let id = String::from_utf8_lossy(&id).into_owned();
+                if let Some(rec) = load(self.store(), &records::network_key(&id))? {
+                    return Ok(rec);
+                }
+            }
+        }
+        if ids::is_id(name_or_id) {
+            if let Some(rec) = load(self.store(), &records::network_key(name_or_id))? {
+                return Ok(rec);
+            }
+        }
+        let matches: Vec<NetworkRecord> =
+            if name_or_id.len() >= 3 && name_or_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                self.networks()?
+                    .into_iter()
+                    .filter(|n| n.network.id.starts_with(name_or_id))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        match matches.len() {
+            1 => Ok(matches.into_iter().next().expect("one")),
+            0 => Err(EngineError::not_found(
+                "network",
+                name_or_id,
+                "`weft network ls` lists the networks",
+            )),
+            _ => Err(EngineError::Ambiguous {
+                what: format!("network id prefix {name_or_id:?}"),
+                matches: matches
+                    .iter()
+                    .map(|n| n.network.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    pub fn networks(&self) -> Result<Vec<NetworkRecord>, EngineError> {
+        let mut out = Vec::new();
+        for (key, bytes) in self.store.list("networks")? {
+            let rec: NetworkRecord =
+                serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+            out.push(rec);
+        }
+        out.sort_by(|a, b| a.network.name.cmp(&b.network.name));
+        Ok(out)
+    }
+
+    pub fn endpoints(&self, network_id: &str) -> Result<Vec<EndpointRecord>, EngineError> {
+        let mut out = Vec::new();
+        for (key, bytes) in self.store.list(&records::endpoints_prefix(network_id))? {
+            out.push(
+                serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Removes a network that has no endpoints. If the kernel teardown fails the record stays,
+    /// so the removal can be retried.
+    pub fn delete_network(&self, name_or_id: &str) -> Result<(), EngineError> {
+        let _lock = self.store.lock()?;
+        let rec = self.network(name_or_id)?;
+        let eps = self.endpoints(&rec.network.id)?;
+        if !eps.is_empty() {
+            return Err(EngineError::InUse(format!(
+                "network {} has {} endpoint(s) ({}); disconnect them first with `weft network disconnect`",
+                rec.network.name,
+                eps.len(),
+                eps.iter().take(3).map(|e| &e.endpoint.id[..12]).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        self.driver(&rec.network.driver)?
+            .delete_network(&rec.network)?;
+        let ipam = Ipam::new(self.store());
+        for s in &rec.network.subnets {
+            if rec.pools.contains(&s.pool_id) {
+                if let Some(gw) = s.gateway {
+                    ipam.release_address(&s.pool_id, gw.addr())?;
+                }
+                ipam.release_pool(&s.pool_id)?;
+            }
+        }
+        self.store.delete(&records::network_key(&rec.network.id))?;
+        self.store.delete(&records::name_key(&rec.network.name))?;
+        info!(network = %rec.network.name, id = %rec.network.id, "network removed");
+        if self.store.list("networks")?.is_empty() {
+            if let Some(fw) = &self.firewall {
+                fw.remove_all()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The record, its endpoints, its address allocations, and what the kernel really has.
+    pub fn inspect_network(&self, name_or_id: &str) -> Result<serde_json::Value, EngineError> {
+        let _lock = self.store.lock()?;
+        let rec = self.network(name_or_id)?;
+        let eps = self.endpoints(&rec.network.id)?;
+        let endpoints: Vec<_> = eps.iter().map(|e| e.endpoint.clone()).collect();
+        let kernel = self
+            .driver(&rec.network.driver)?
+            .inspect_network(&rec.network, &endpoints)?;
+        let ipam = Ipam::new(self.store());
+        let mut allocations = serde_json::Map::new();
+        for pool in &rec.pools {
+            let list: Vec<_> = ipam
+                .allocated(pool)?
+                .into_iter()
+                .map(|(a, owner)| json!({"address": a, "owner": owner}))
+                .collect();
+            allocations.insert(pool.clone(), json!(list));
+        }
+        Ok(json!({
+            "network": rec,
+            "endpoints": eps,
+            "ipam": allocations,
+            "kernel": kernel,
+        }))
+    }
+}
+
+/// Every prefix the host routes or owns, so default pools avoid them.
+fn host_prefixes() -> Result<Vec<IpNet>, EngineError> {
+    Ok(Netlink::open()?.host_prefixes()?)
+}

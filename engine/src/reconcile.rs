@@ -1,0 +1,110 @@
+//! Start-up reconciliation: the kernel and the store's reservations brought back in line with
+//! the records.
+
+use tracing::warn;
+use weft_drivers::Network;
+use weft_ipam::Ipam;
+
+use crate::error::EngineError;
+use crate::records::{self, parse_endpoint_owner};
+use crate::Controller;
+
+impl Controller {
+    /// Re-creates what the records say must exist and removes what nothing owns: kernel objects
+    /// of unknown networks and endpoints, addresses and host ports whose endpoint is gone.
+    /// Keeps going past failures; returns one line per change, or every error.
+    pub fn reconcile(&self) -> Result<Vec<String>, EngineError> {
+        let _lock = self.store.lock()?;
+        let mut done = Vec::new();
+        let mut errors: Vec<EngineError> = Vec::new();
+        let nets = self.networks()?;
+        let known: Vec<Network> = nets.iter().map(|n| n.network.clone()).collect();
+        for driver in self.drivers.values() {
+            let mine: Vec<Network> = known
+                .iter()
+                .filter(|n| n.driver == driver.name())
+                .cloned()
+                .collect();
+            match driver.remove_orphans(&mine) {
+                Ok(lines) => done.extend(lines),
+                Err(e) => errors.push(e.into()),
+            }
+        }
+        for net in &nets {
+            let eps: Vec<_> = self
+                .endpoints(&net.network.id)?
+                .into_iter()
+                .map(|e| e.endpoint)
+                .collect();
+            match self
+                .driver(&net.network.driver)
+                .and_then(|d| Ok(d.reconcile(&net.network, &eps)?))
+            {
+                Ok(lines) => done.extend(
+                    lines
+                        .into_iter()
+                        .map(|l| format!("network {}: {l}", net.network.name)),
+                ),
+                Err(e) => errors.push(e),
+            }
+        }
+        done.extend(self.release_orphan_addresses()?);
+        done.extend(self.release_orphan_ports()?);
+        if errors.is_empty() {
+            Ok(done)
+        } else {
+            for e in &errors {
+                warn!(error = %e, "reconcile");
+            }
+            Err(EngineError::InUse(format!(
+                "reconciliation left {} problem(s): {}",
+                errors.len(),
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )))
+        }
+    }
+
+    fn endpoint_exists(&self, owner: &str) -> Result<bool, EngineError> {
+        match parse_endpoint_owner(owner) {
+            Some((net, ep)) => Ok(self.store.get(&records::endpoint_key(net, ep))?.is_some()),
+            // Gateways and other owners are not endpoints.
+            None => Ok(true),
+        }
+    }
+
+    fn release_orphan_addresses(&self) -> Result<Vec<String>, EngineError> {
+        let ipam = Ipam::new(self.store());
+        let mut done = Vec::new();
+        for pool in ipam.pools()? {
+            for (addr, owner) in ipam.allocated(&pool.id)? {
+                if !self.endpoint_exists(&owner)? {
+                    ipam.release_address(&pool.id, addr)?;
+                    done.push(format!("released address {addr} of vanished {owner}"));
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn release_orphan_ports(&self) -> Result<Vec<String>, EngineError> {
+        let mut done = Vec::new();
+        for proto in self.store.children("ports")? {
+            for port in self.store.children(&format!("ports/{proto}"))? {
+                for (key, owner) in self.store.list(&format!("ports/{proto}/{port}"))? {
+                    let owner = String::from_utf8_lossy(&owner).into_owned();
+                    if !self.endpoint_exists(&owner)? {
+                        self.store.delete(&key)?;
+                        done.push(format!(
+                            "released host port {port}/{proto} of vanished {owner}"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,46 @@
+//! Command line: `weft network …`, `weft daemon`, `weft version`.
+
+mod network;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use weft_engine::EngineError;
+
+use crate::setup;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weft",
+    version,
+    about = "Container networking: bridge networks, Docker and CNI plugin, multi-host routing"
+)]
+pub struct Cli {
+    /// Where weft keeps its state (networks, endpoints, address reservations).
+    #[arg(long, global = true, env = "WEFT_STATE_DIR", default_value = setup::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter); default warn, info for the daemon.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage networks (create, ls, inspect, rm, connect, disconnect).
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+}
+
+impl Command {
+    pub fn is_daemon(&self) -> bool {
+        false
+    }
+}
+
+pub fn run(cli: Cli) -> Result<(), EngineError> {
+    match cli.command {
+        Command::Network(cmd) => network::run(&cli.state_dir, cmd),
+    }
+}

@@ -1,0 +1,43 @@
+//! Wiring: the store, the controller with its drivers, logging, exit codes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use weft_bridge::BridgeDriver;
+use weft_drivers::firewall::Firewall;
+use weft_engine::{Controller, EngineError, ErrorClass};
+use weft_ipam::FileStore;
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
+
+pub fn controller(state_dir: &Path) -> Result<Controller, EngineError> {
+    let store = FileStore::open(state_dir)?;
+    let mut c = Controller::new(Arc::new(store));
+    c.register(Arc::new(BridgeDriver::new()));
+    c.set_firewall(Firewall::system());
+    Ok(c)
+}
+
+pub fn init_logging(level: Option<&str>, daemon: bool) {
+    let default = if daemon { "info" } else { "warn" };
+    let filter = level
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// 1: the system failed; 2: the request is wrong (clap uses 2 for bad usage too); 3: not found;
+/// 4: conflict (exists, in use, exhausted).
+pub fn exit_code(e: &EngineError) -> u8 {
+    match e.class() {
+        ErrorClass::System => 1,
+        ErrorClass::Invalid => 2,
+        ErrorClass::NotFound => 3,
+        ErrorClass::Conflict => 4,
+    }
+}
