@@ -212,7 +212,7 @@ fn create_request(args: CreateArgs) -> Result<NetworkRequest, EngineError> {
             .ok_or_else(|| EngineError::Invalid(format!("{what} {ip} is not inside any --subnet")))
     };
     for gw in &args.gateway {
-        let i = owning(&mut pools, *gw, "--gateway")?;
+        let i = owning(&mut pools, *gw, &format!("--gateway {gw}"))?;
         if pools[i].gateway.replace(*gw).is_some() {
             return Err(EngineError::Invalid(format!(
                 "two --gateway values for subnet {}",
@@ -221,7 +221,7 @@ fn create_request(args: CreateArgs) -> Result<NetworkRequest, EngineError> {
         }
     }
     for r in &args.ip_range {
-        let i = owning(&mut pools, r.network(), "--ip-range")?;
+        let i = owning(&mut pools, r.network(), &format!("--ip-range {r}"))?;
         if pools[i].ip_range.replace(*r).is_some() {
             return Err(EngineError::Invalid(format!(
                 "two --ip-range values for subnet {}",
@@ -230,13 +230,10 @@ fn create_request(args: CreateArgs) -> Result<NetworkRequest, EngineError> {
         }
     }
     for (name, ip) in &args.aux_address {
-        let i = owning(&mut pools, *ip, "--aux-address")?;
+        let i = owning(&mut pools, *ip, &format!("--aux-address {name}={ip}"))?;
         pools[i].aux.insert(name.clone(), *ip);
     }
     let (v6, v4): (Vec<_>, Vec<_>) = pools.into_iter().partition(|p| p.v6);
-    if v4.is_empty() && mode == AllocMode::Serial {
-        // The default IPv4 pool gets the asked mode too.
-    }
     let v4 = if v4.is_empty() {
         vec![PoolRequest {
             mode,

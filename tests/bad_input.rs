@@ -1,0 +1,330 @@
+//! Every bad input gets a clear error, a non-zero exit code, and changes nothing: the host's
+//! links, addresses, routes, nft ruleset and weft's store are the same before and after.
+
+mod support;
+
+use support::{root_or_skip, World};
+
+/// Runs a failing weft command and checks its exit code, that stderr mentions each of
+/// `needles`, and that nothing changed.
+fn refused(w: &World, args: &[&str], code: i32, needles: &[&str]) {
+    let before = w.snapshot();
+    let (got, stderr) = w.weft_err(args);
+    assert_eq!(
+        got,
+        code,
+        "weft {}: exit code {got}, stderr: {stderr}",
+        args.join(" ")
+    );
+    for n in needles {
+        assert!(
+            stderr.contains(n),
+            "weft {}: stderr lacks {n:?}: {stderr}",
+            args.join(" ")
+        );
+    }
+    let after = w.snapshot();
+    assert!(
+        after == before,
+        "weft {} changed something:\n{}",
+        args.join(" "),
+        support::line_diff(&before, &after)
+    );
+}
+
+#[test]
+fn network_create_refuses_bad_subnets_gateways_names_and_options() {
+    if !root_or_skip("bad create") {
+        return;
+    }
+    let w = World::new();
+    w.weft_ok(&["network", "create", "n1", "--subnet", "10.60.0.0/16"]);
+    refused(
+        &w,
+        &["network", "create", "n2", "--subnet", "10.60.5.0/24"],
+        4,
+        &["overlaps", "10.60.0.0/16"],
+    );
+    refused(
+        &w,
+        &["network", "create", "n2", "--subnet", "10.61.0.0/33"],
+        2,
+        &["10.61.0.0/33"],
+    );
+    refused(
+        &w,
+        &["network", "create", "n2", "--subnet", "banana"],
+        2,
+        &["banana"],
+    );
+    refused(
+        &w,
+        &["network", "create", "n2", "--subnet", "10.61.2.3/16"],
+        2,
+        &["10.61.0.0/16"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "create",
+            "n2",
+            "--subnet",
+            "10.61.0.0/24",
+            "--gateway",
+            "10.62.0.1",
+        ],
+        2,
+        &["10.62.0.1"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "create",
+            "n2",
+            "--subnet",
+            "10.61.0.0/24",
+            "--ip-range",
+            "10.61.1.0/25",
+        ],
+        2,
+        &["10.61.1.0/25"],
+    );
+    refused(
+        &w,
+        &["network", "create", "n1"],
+        4,
+        &["n1", "already exists"],
+    );
+    refused(&w, &["network", "create", "bad name!"], 2, &["bad name!"]);
+    refused(
+        &w,
+        &[
+            "network",
+            "create",
+            "n2",
+            "-o",
+            "com.docker.network.driver.mtu=12",
+        ],
+        2,
+        &["com.docker.network.driver.mtu"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "create",
+            "n2",
+            "-o",
+            "com.docker.network.bridge.enable_icc=perhaps",
+        ],
+        2,
+        &["enable_icc"],
+    );
+    refused(
+        &w,
+        &["network", "create", "n2", "-d", "nosuchdriver"],
+        2,
+        &["nosuchdriver"],
+    );
+    refused(
+        &w,
+        &["network", "create", "n2", "--subnet", "fd00:61::/64"],
+        2,
+        &["IPv6"],
+    );
+    // The bridge name belongs to someone else.
+    w.host.sh("ip link add foreign type bridge");
+    refused(
+        &w,
+        &[
+            "network",
+            "create",
+            "n2",
+            "-o",
+            "com.docker.network.bridge.name=foreign",
+        ],
+        4,
+        &["foreign"],
+    );
+}
+
+#[test]
+fn connect_refuses_bad_namespaces_addresses_ports_and_names() {
+    if !root_or_skip("bad connect") {
+        return;
+    }
+    let mut w = World::new();
+    let (c1, c2, c3) = (w.ns("c1"), w.ns("c2"), w.ns("c3"));
+    let (p1, p2, p3) = (
+        c1.path.display().to_string(),
+        c2.path.display().to_string(),
+        c3.path.display().to_string(),
+    );
+    // /30: network, gateway, one container, broadcast.
+    w.weft_ok(&["network", "create", "tiny", "--subnet", "10.70.0.0/30"]);
+    w.weft_ok(&["network", "create", "big", "--subnet", "10.71.0.0/24"]);
+    w.connect("tiny", &c1, &[]);
+    refused(
+        &w,
+        &["network", "connect", "tiny", "--netns", &p2],
+        4,
+        &["exhausted"],
+    );
+    w.connect(
+        "big",
+        &c1,
+        &["--ip", "10.71.0.10", "-p", "8080:80", "--ifname", "eth1"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "connect",
+            "big",
+            "--netns",
+            &p2,
+            "--ip",
+            "10.71.0.10",
+        ],
+        4,
+        &["10.71.0.10", "in use"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "connect",
+            "big",
+            "--netns",
+            &p2,
+            "--ip",
+            "10.99.0.10",
+        ],
+        2,
+        &["10.99.0.10", "outside"],
+    );
+    refused(
+        &w,
+        &["network", "connect", "big", "--netns", &p2, "-p", "8080:80"],
+        4,
+        &["8080", "already published"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "connect",
+            "big",
+            "--netns",
+            &p2,
+            "-p",
+            "127.0.0.1:8080:80",
+        ],
+        4,
+        &["8080"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "connect",
+            "big",
+            "--netns",
+            &p2,
+            "-p",
+            "80:80/icmp",
+        ],
+        2,
+        &["icmp"],
+    );
+    refused(
+        &w,
+        &["network", "connect", "big", "--netns", "/nonexistent/ns"],
+        2,
+        &["/nonexistent/ns"],
+    );
+    refused(
+        &w,
+        &["network", "connect", "big", "--netns", "/etc/hostname"],
+        2,
+        &["/etc/hostname"],
+    );
+    refused(
+        &w,
+        &["network", "connect", "nonet", "--netns", &p2],
+        3,
+        &["nonet", "not found"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "connect",
+            "big",
+            "--netns",
+            &p2,
+            "--mac",
+            "01:00:5e:00:00:01",
+        ],
+        2,
+        &["multicast"],
+    );
+    refused(
+        &w,
+        &[
+            "network",
+            "connect",
+            "big",
+            "--netns",
+            &p2,
+            "--ifname",
+            "way-too-long-ifname",
+        ],
+        2,
+        &["way-too-long-ifname"],
+    );
+    // An interface of that name already exists in the namespace.
+    c3.sh("ip link add eth0 type bridge");
+    refused(
+        &w,
+        &["network", "connect", "big", "--netns", &p3],
+        4,
+        &["eth0"],
+    );
+    // Connecting the same namespace and ifname twice.
+    refused(
+        &w,
+        &[
+            "network", "connect", "big", "--netns", &p1, "--ifname", "eth1",
+        ],
+        4,
+        &["already exists"],
+    );
+}
+
+#[test]
+fn rm_and_disconnect_refuse_what_they_cannot_do() {
+    if !root_or_skip("bad rm") {
+        return;
+    }
+    let mut w = World::new();
+    let c1 = w.ns("c1");
+    w.weft_ok(&["network", "create", "busy", "--subnet", "10.72.0.0/24"]);
+    w.connect("busy", &c1, &[]);
+    refused(
+        &w,
+        &["network", "rm", "busy"],
+        4,
+        &["busy", "endpoint", "disconnect"],
+    );
+    refused(&w, &["network", "rm", "ghost"], 3, &["ghost"]);
+    refused(
+        &w,
+        &["network", "disconnect", "busy", "--netns", "/nonexistent"],
+        3,
+        &["endpoint"],
+    );
+    refused(&w, &["network", "inspect", "ghost"], 3, &["ghost"]);
+}
