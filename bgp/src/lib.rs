@@ -7,5 +7,7 @@
 pub mod codec;
 pub mod error;
 pub mod fsm;
+pub mod policy;
+pub mod rib;
 
 pub use error::Error;

@@ -56,7 +56,7 @@ pub mod code {
 pub const AS_TRANS: u32 = 23456;
 
 /// One path attribute: its flags as received (or defaulted) and its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attribute {
     /// Flag octet. The extended-length bit is honoured on encode (and forced when needed).
     pub flags: u8,
@@ -211,7 +211,7 @@ impl MpNextHop {
 }
 
 /// MP_REACH_NLRI for IPv4/IPv6 unicast.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MpReach {
     /// Address family of the NLRI.
     pub family: Family,
@@ -222,7 +222,7 @@ pub struct MpReach {
 }
 
 /// MP_UNREACH_NLRI for IPv4/IPv6 unicast.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MpUnreach {
     /// Address family of the withdrawn prefixes.
     pub family: Family,
@@ -231,7 +231,7 @@ pub struct MpUnreach {
 }
 
 /// A decoded attribute value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AttrValue {
     /// ORIGIN.
     Origin(Origin),
