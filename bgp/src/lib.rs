@@ -9,5 +9,8 @@ pub mod error;
 pub mod fsm;
 pub mod policy;
 pub mod rib;
+pub mod speaker;
 
 pub use error::Error;
+pub use rib::RouteChange;
+pub use speaker::{PeerConfig, PeerStatus, Speaker, SpeakerConfig};

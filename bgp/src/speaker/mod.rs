@@ -1,0 +1,314 @@
+//! The thin tokio driver: a task per peer (session, timers, TCP), a listener for passive
+//! connections and one RIB task. The protocol logic lives in [`crate::fsm`] and [`crate::rib`].
+
+pub mod config;
+mod conn;
+mod peer;
+pub mod status;
+
+pub use config::{PeerConfig, SpeakerConfig, BGP_PORT};
+pub use status::PeerStatus;
+
+use crate::codec::Origin;
+use crate::error::Error;
+use crate::fsm::SessionConfig;
+use crate::rib::{LocRoute, PathAttrs, Rib, RibConfig, RibOutput, RibPeer, RouteChange};
+use ipnet::IpNet;
+use peer::{PeerCmd, PeerReport, PeerTask};
+use status::StatusMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Requests from the API to the RIB task.
+enum ApiCmd {
+    Announce(IpNet, PathAttrs),
+    Withdraw(IpNet),
+    LocRib(oneshot::Sender<Vec<LocRoute>>),
+    Counts(oneshot::Sender<HashMap<IpAddr, (usize, usize)>>),
+}
+
+/// A running speaker. Dropping it without [`Speaker::shutdown`] aborts its tasks.
+pub struct Speaker {
+    api: mpsc::UnboundedSender<ApiCmd>,
+    status: StatusMap,
+    routes: Option<mpsc::UnboundedReceiver<RouteChange>>,
+    local_addr: Option<std::net::SocketAddr>,
+    peers: HashMap<IpAddr, mpsc::UnboundedSender<PeerCmd>>,
+    peer_tasks: Vec<JoinHandle<()>>,
+    /// The RIB task and the listener, which run until aborted.
+    service_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Speaker {
+    /// Validates the configuration, binds the listener and starts every peer.
+    pub async fn start(cfg: SpeakerConfig) -> Result<Speaker, Error> {
+        cfg.validate().map_err(|what| Error::Config { what })?;
+        let listener = match cfg.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Listen { addr, source })?,
+            ),
+            None => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let status: StatusMap = Arc::new(Mutex::new(BTreeMap::new()));
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let (api_tx, api_rx) = mpsc::unbounded_channel();
+        let (route_tx, route_rx) = mpsc::unbounded_channel();
+        let mut rib = Rib::new(RibConfig {
+            local_as: cfg.local_as,
+            router_id: cfg.router_id,
+            cluster_id: cfg.cluster_id,
+        });
+        let mut peers = HashMap::new();
+        let mut peer_tasks = Vec::new();
+        let mut service_tasks = Vec::new();
+        for p in &cfg.peers {
+            rib.add_peer(RibPeer {
+                addr: p.address,
+                remote_as: p.remote_as,
+                rr_client: p.rr_client,
+                next_hop_self: p.next_hop_self,
+                policy: p.policy.clone(),
+            });
+            status
+                .lock()
+                .expect("status lock")
+                .insert(p.address, PeerStatus::new(p.address, p.remote_as));
+            let session = SessionConfig {
+                local_as: cfg.local_as,
+                peer_as: p.remote_as,
+                local_id: cfg.router_id,
+                hold_time: p.hold_time,
+                connect_retry: cfg.connect_retry,
+                idle_hold: cfg.idle_hold,
+                passive: p.passive,
+                families: p.families.clone(),
+                graceful_restart: cfg.graceful_restart,
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = PeerTask::new(p.clone(), session, rx, report_tx.clone(), status.clone());
+            peer_tasks.push(tokio::spawn(task.run()));
+            peers.insert(p.address, tx);
+        }
+        let core = Core {
+            rib,
+            peers: peers.clone(),
+            generations: HashMap::new(),
+            routes: route_tx,
+        };
+        service_tasks.push(tokio::spawn(core.run(report_rx, api_rx)));
+        if let Some(l) = listener {
+            service_tasks.push(tokio::spawn(accept_loop(l, peers.clone())));
+        }
+        Ok(Speaker {
+            api: api_tx,
+            status,
+            routes: Some(route_rx),
+            local_addr,
+            peers,
+            peer_tasks,
+            service_tasks,
+        })
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local_addr
+    }
+
+    /// Takes the stream of kernel route changes (install/replace/remove with next hops).
+    /// Only the first call gets it.
+    pub fn take_route_changes(&mut self) -> Option<mpsc::UnboundedReceiver<RouteChange>> {
+        self.routes.take()
+    }
+
+    /// Originates a prefix (ORIGIN IGP) toward every peer its export policy allows.
+    pub fn announce(&self, prefix: IpNet) -> Result<(), Error> {
+        self.announce_with(prefix, PathAttrs::local(Origin::Igp))
+    }
+
+    /// Originates a prefix with the given attributes (next hop and AS path are set on export).
+    pub fn announce_with(&self, prefix: IpNet, attrs: PathAttrs) -> Result<(), Error> {
+        if !attrs.as_path.segments.is_empty() {
+            return Err(Error::Announce {
+                prefix,
+                why: "a locally originated route must have an empty AS path; \
+                      the AS is prepended on export"
+                    .into(),
+            });
+        }
+        self.api
+            .send(ApiCmd::Announce(prefix, attrs))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Stops originating a prefix.
+    pub fn withdraw(&self, prefix: IpNet) -> Result<(), Error> {
+        self.api
+            .send(ApiCmd::Withdraw(prefix))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// The Loc-RIB: best route per prefix with its ECMP next hops.
+    pub async fn loc_rib(&self) -> Result<Vec<LocRoute>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.api.send(ApiCmd::LocRib(tx)).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Every peer's state, uptime and prefix counts.
+    pub async fn status(&self) -> Result<Vec<PeerStatus>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.api.send(ApiCmd::Counts(tx)).map_err(|_| Error::Stopped)?;
+        let counts = rx.await.map_err(|_| Error::Stopped)?;
+        let mut v: Vec<PeerStatus> = self.status.lock().expect("status lock").values().cloned().collect();
+        for s in &mut v {
+            if let Some((rx, tx)) = counts.get(&s.address) {
+                s.prefixes_received = *rx;
+                s.prefixes_sent = *tx;
+            }
+        }
+        Ok(v)
+    }
+
+    /// One peer's status.
+    pub async fn peer_status(&self, addr: IpAddr) -> Result<PeerStatus, Error> {
+        self.status()
+            .await?
+            .into_iter()
+            .find(|s| s.address == addr)
+            .ok_or(Error::UnknownPeer { addr })
+    }
+
+    /// Stops every session with Cease / Administrative Shutdown and ends all tasks.
+    pub async fn shutdown(mut self) {
+        for tx in self.peers.values() {
+            let _ = tx.send(PeerCmd::Shutdown);
+        }
+        // Peer tasks end after sending their Cease; bound the wait all the same.
+        for t in std::mem::take(&mut self.peer_tasks) {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+        }
+        for t in &self.service_tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        for t in self.peer_tasks.iter().chain(&self.service_tasks) {
+            t.abort();
+        }
+    }
+}
+
+async fn accept_loop(l: TcpListener, peers: HashMap<IpAddr, mpsc::UnboundedSender<PeerCmd>>) {
+    loop {
+        let Ok((stream, remote)) = l.accept().await else {
+            continue;
+        };
+        let ip = match remote.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        match peers.get(&ip) {
+            Some(tx) => {
+                let _ = tx.send(PeerCmd::Incoming(stream));
+            }
+            None => tracing::info!(%remote, "refusing BGP connection from an unconfigured address"),
+        }
+    }
+}
+
+/// The RIB task.
+struct Core {
+    rib: Rib,
+    peers: HashMap<IpAddr, mpsc::UnboundedSender<PeerCmd>>,
+    generations: HashMap<IpAddr, u64>,
+    routes: mpsc::UnboundedSender<RouteChange>,
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut reports: mpsc::UnboundedReceiver<PeerReport>,
+        mut api: mpsc::UnboundedReceiver<ApiCmd>,
+    ) {
+        loop {
+            tokio::select! {
+                Some(r) = reports.recv() => self.report(r),
+                Some(c) = api.recv() => self.api(c),
+                else => break,
+            }
+        }
+    }
+
+    fn report(&mut self, r: PeerReport) {
+        let (peer, out) = match r {
+            PeerReport::Up { peer, generation, session } => {
+                self.generations.insert(peer, generation);
+                (peer, self.rib.peer_up(peer, session))
+            }
+            PeerReport::Down { peer, retain } => (peer, self.rib.peer_down(peer, &retain)),
+            PeerReport::Update { peer, update } => (peer, self.rib.apply_update(peer, &update)),
+            PeerReport::EndOfRib { peer, family } => (peer, self.rib.end_of_rib(peer, family)),
+            PeerReport::RouteRefresh { peer, family } => (peer, self.rib.route_refresh(peer, family)),
+            PeerReport::GracefulRestartExpired { peer } => {
+                (peer, self.rib.graceful_restart_expired(peer))
+            }
+        };
+        if let Some((family, limit)) = out.max_prefix_exceeded {
+            if let Some(tx) = self.peers.get(&peer) {
+                let _ = tx.send(PeerCmd::MaxPrefix { family, limit });
+            }
+        }
+        self.emit(out);
+    }
+
+    fn api(&mut self, c: ApiCmd) {
+        match c {
+            ApiCmd::Announce(p, a) => {
+                let out = self.rib.announce_local(p, a);
+                self.emit(out);
+            }
+            ApiCmd::Withdraw(p) => {
+                let out = self.rib.withdraw_local(p);
+                self.emit(out);
+            }
+            ApiCmd::LocRib(tx) => {
+                let _ = tx.send(self.rib.loc_rib());
+            }
+            ApiCmd::Counts(tx) => {
+                let counts = self
+                    .peers
+                    .keys()
+                    .map(|a| (*a, (self.rib.prefixes_received(*a), self.rib.prefixes_sent(*a))))
+                    .collect();
+                let _ = tx.send(counts);
+            }
+        }
+    }
+
+    fn emit(&mut self, out: RibOutput) {
+        for r in out.routes {
+            let _ = self.routes.send(r);
+        }
+        let mut per_peer: BTreeMap<IpAddr, Vec<crate::codec::Update>> = BTreeMap::new();
+        for (peer, u) in out.updates {
+            per_peer.entry(peer).or_default().push(u);
+        }
+        for (peer, updates) in per_peer {
+            let generation = self.generations.get(&peer).copied().unwrap_or(0);
+            if let Some(tx) = self.peers.get(&peer) {
+                let _ = tx.send(PeerCmd::Send { generation, updates });
+            }
+        }
+    }
+}
