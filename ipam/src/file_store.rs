@@ -1,6 +1,321 @@
 //! The embedded default `Store`: one file per key under a root directory (default
 //! `/var/lib/weft`), written atomically (write temp, fsync, rename or link, fsync the directory)
 //! and guarded by `flock` on `<root>/.lock` across processes.
+//!
+//! A crash can leave `.tmp-*` files behind; they are invisible to readers (every dot-file is) and
+//! never reused, so they are harmless.
 
-/// Placeholder until implemented.
-pub struct FileStore;
+use std::fmt;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::Rng;
+
+use crate::reentrant::ReentrantLock;
+use crate::store::{is_safe_segment, validate_key, validate_prefix, Store, StoreError, StoreLock};
+
+/// Name of the lock file under the root.
+const LOCK_FILE: &str = ".lock";
+/// Prefix of temporary files; a dot-file, so listings skip it.
+const TMP_PREFIX: &str = ".tmp-";
+
+/// See the module docs.
+pub struct FileStore {
+    root: PathBuf,
+    lock: Arc<FileLock>,
+}
+
+/// The cross-process lock (`flock` on one open file description per store) under the
+/// in-process re-entrant lock (`flock` alone would let two threads sharing the fd both in).
+struct FileLock {
+    file: File,
+    path: PathBuf,
+    threads: ReentrantLock,
+}
+
+/// What `FileStore::lock` hands out; dropping it gives back one level.
+struct FileLockGuard(Arc<FileLock>);
+
+impl Drop for FileLockGuard {
+    fn drop(&mut self) {
+        let lock = &self.0;
+        lock.threads.release(|| {
+            if let Err(e) = flock(&lock.file, libc::LOCK_UN) {
+                // Closing the fd would release it too, but the fd lives as long as the store;
+                // nothing better to do in a destructor than to say so.
+                tracing::error!(path = %lock.path.display(), error = %e, "cannot release store lock");
+            }
+        });
+    }
+}
+
+impl FileStore {
+    /// Opens (creating with mode 0700 if needed) the store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
+        let root = root.into();
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(|e| io_error(&root, e))?;
+        let path = root.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        Ok(FileStore {
+            root,
+            lock: Arc::new(FileLock {
+                file,
+                path,
+                threads: ReentrantLock::default(),
+            }),
+        })
+    }
+
+    /// The directory this store lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn key_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn prefix_path(&self, prefix: &str) -> Result<PathBuf, StoreError> {
+        validate_prefix(prefix)?;
+        Ok(if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(prefix)
+        })
+    }
+
+    /// Creates `dir` and any missing ancestors below the root, each made durable by syncing its
+    /// parent (otherwise a file renamed into a fresh directory could vanish in a crash).
+    fn ensure_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        let mut missing = Vec::new();
+        let mut cur = dir;
+        while cur != self.root && !cur.is_dir() {
+            missing.push(cur);
+            cur = match cur.parent() {
+                Some(parent) => parent,
+                None => break,
+            };
+        }
+        for dir in missing.into_iter().rev() {
+            match DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => continue,
+                Err(e) => return Err(io_error(dir, e)),
+            }
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl Store for FileStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.key_path(key)?;
+        match fs::read(&path) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let dir = self.prefix_path(prefix)?;
+        let mut out = Vec::new();
+        for (name, is_dir) in read_names(&dir)? {
+            if is_dir {
+                continue;
+            }
+            let path = dir.join(&name);
+            match fs::read(&path) {
+                Ok(value) => out.push((join_key(prefix, &name), value)),
+                // Deleted between readdir and read by a writer not holding our lock.
+                Err(e) if is_absent(&e) => {}
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn children(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let dir = self.prefix_path(prefix)?;
+        Ok(read_names(&dir)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let path = self.key_path(key)?;
+        let dir = parent_of(&path);
+        self.ensure_dir(dir)?;
+        let tmp = write_temp(dir, value)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            discard(&tmp);
+            return Err(io_error(&path, e));
+        }
+        sync_dir(dir)
+    }
+
+    fn create(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let path = self.key_path(key)?;
+        let dir = parent_of(&path);
+        self.ensure_dir(dir)?;
+        let tmp = write_temp(dir, value)?;
+        // link(2) fails with EEXIST instead of replacing: the atomic "create if absent", and the
+        // linked file is complete because it was fsynced before it got its name.
+        let linked = fs::hard_link(&tmp, &path);
+        discard(&tmp);
+        match linked {
+            Ok(()) => sync_dir(dir).map(|()| true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let path = self.key_path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(parent_of(&path)).map(|()| true),
+            Err(e) if is_absent(&e) => Ok(false),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    fn lock(&self) -> Result<StoreLock, StoreError> {
+        let lock = &self.lock;
+        lock.threads
+            .acquire(|| flock(&lock.file, libc::LOCK_EX).map_err(|e| io_error(&lock.path, e)))?;
+        Ok(StoreLock::new(Box::new(FileLockGuard(Arc::clone(lock)))))
+    }
+}
+
+/// Names in `dir` that can be keys (dot-files and foreign names skipped), sorted, with whether
+/// each is a directory. An absent directory has no names.
+fn read_names(dir: &Path) -> Result<Vec<(String, bool)>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !is_safe_segment(&name) {
+            continue;
+        }
+        let file_type = entry.file_type().map_err(|e| io_error(&entry.path(), e))?;
+        names.push((name, file_type.is_dir()));
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Writes `value` to a fresh `.tmp-<random>` file in `dir` and fsyncs it.
+fn write_temp(dir: &Path, value: &[u8]) -> Result<PathBuf, StoreError> {
+    let mut rng = rand::rng();
+    loop {
+        let path = dir.join(format!("{TMP_PREFIX}{:016x}", rng.random::<u64>()));
+        let mut file = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        let written = file.write_all(value).and_then(|()| file.sync_all());
+        return match written {
+            Ok(()) => Ok(path),
+            Err(e) => {
+                discard(&path);
+                Err(io_error(&path, e))
+            }
+        };
+    }
+}
+
+/// Makes renames, links and unlinks in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+/// Best-effort removal of a temporary file; a leftover is harmless (readers skip it).
+fn discard(tmp: &Path) {
+    if let Err(e) = fs::remove_file(tmp) {
+        tracing::warn!(path = %tmp.display(), error = %e, "cannot remove temporary store file");
+    }
+}
+
+fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock only reads the descriptor number, which `file` keeps open.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// "No value here": missing, a path through a value (ENOTDIR), or a prefix (EISDIR).
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::IsADirectory
+    )
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .expect("a key path always has the root as ancestor")
+}
+
+fn join_key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}

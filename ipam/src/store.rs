@@ -1,20 +1,26 @@
 //! The key-value contract every piece of weft state goes through.
 //!
-//! Keys are `/`-separated paths of safe segments (`[A-Za-z0-9._:@-]`, not `.` or `..`), e.g.
-//! `ipam/addrs/172.18.0.0_16/172.18.0.5`. Values are opaque bytes (weft writes JSON).
+//! Keys are `/`-separated paths of safe segments (`[A-Za-z0-9._:@-]` plus `_`, not `.` or `..`,
+//! not starting with `.`), e.g. `ipam/addrs/172.18.0.0_16/172.18.0.5`. Values are opaque bytes
+//! (weft writes JSON). Segments starting with `.` are reserved for a store's own bookkeeping
+//! (temporary files, the lock file), which is why they are refused as keys.
 
 use thiserror::Error;
 
+/// Why a store operation failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// The key is not a path of safe segments.
     #[error("store key {key:?} is invalid: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    /// The backing medium failed.
     #[error("store I/O on {path}: {source}; check that the state directory is writable")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// A value could not be decoded.
     #[error("store value at {key:?} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
 }
@@ -26,11 +32,13 @@ pub struct StoreLock {
 }
 
 impl StoreLock {
+    /// Wraps a store-specific guard whose `Drop` releases the lock.
     pub fn new(inner: Box<dyn Send>) -> Self {
         StoreLock { _inner: inner }
     }
 }
 
+/// A durable, lockable key-value store (see the module docs for the key syntax).
 pub trait Store: Send + Sync {
     /// The value at `key`, or `None` when absent.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -48,4 +56,114 @@ pub trait Store: Send + Sync {
     /// Exclusive lock over the whole store, across threads and processes. Re-entrant within a
     /// thread: a thread that holds it may take it again (the inner guard is a no-op).
     fn lock(&self) -> Result<StoreLock, StoreError>;
+}
+
+/// Longest segment a key may have (Linux `NAME_MAX`, so a segment is always a valid file name).
+pub const MAX_SEGMENT_LEN: usize = 255;
+
+/// Checks that `key` is a non-empty path of safe segments; every `Store` calls this first.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() {
+        return Err(invalid(key, "a key must not be empty"));
+    }
+    validate_path(key)
+}
+
+/// Like [`validate_key`], but the empty string (the store's root) is allowed: it is what `list`
+/// and `children` take.
+pub fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    validate_path(prefix)
+}
+
+/// Whether `segment` is one safe path segment (usable as a file name and as part of a key).
+pub fn is_safe_segment(segment: &str) -> bool {
+    segment_problem(segment).is_none()
+}
+
+fn validate_path(key: &str) -> Result<(), StoreError> {
+    match key.split('/').find_map(segment_problem) {
+        Some(reason) => Err(invalid(key, reason)),
+        None => Ok(()),
+    }
+}
+
+fn segment_problem(segment: &str) -> Option<&'static str> {
+    if segment.is_empty() {
+        return Some("empty segment (leading, trailing or doubled '/')");
+    }
+    if segment == "." || segment == ".." {
+        return Some("'.' and '..' segments are not allowed");
+    }
+    if segment.starts_with('.') {
+        return Some("segments starting with '.' are reserved for the store itself");
+    }
+    if segment.len() > MAX_SEGMENT_LEN {
+        return Some("a segment is longer than 255 bytes");
+    }
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-');
+    if !segment.chars().all(safe) {
+        return Some("only A-Z a-z 0-9 . _ : @ - are allowed in a segment");
+    }
+    None
+}
+
+fn invalid(key: &str, reason: &'static str) -> StoreError {
+    StoreError::InvalidKey {
+        key: key.to_string(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ipam_keys() {
+        for key in [
+            "ipam/addrs/172.18.0.0_16/172.18.0.5",
+            "ipam/pools/fd12:3456:789a:1::_64",
+            "ipam/addrs/fd12:3456:789a:1::_64/fd12:3456:789a:1::5",
+            "a",
+            "net@host-1/x",
+        ] {
+            validate_key(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rejects_unsafe_keys() {
+        for key in [
+            "",
+            "/abs",
+            "trail/",
+            "a//b",
+            ".",
+            "..",
+            "a/../b",
+            "a/./b",
+            ".lock",
+            "a/.tmp-123",
+            "a b",
+            "a\\b",
+            "a\0b",
+            "ü",
+            &"x".repeat(256),
+        ] {
+            assert!(
+                matches!(validate_key(key), Err(StoreError::InvalidKey { .. })),
+                "{key:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_may_be_root() {
+        validate_prefix("").unwrap();
+        validate_prefix("ipam/pools").unwrap();
+        assert!(validate_prefix("ipam/").is_err());
+    }
 }
