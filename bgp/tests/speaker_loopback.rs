@@ -144,3 +144,65 @@ async fn invalid_configuration_is_rejected_before_anything_starts() {
     let err = Speaker::start(c).await.err().expect("rejected");
     assert!(err.to_string().contains("hold time 2"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weft_reflects_between_two_weft_clients() {
+    let (prr, p6, p7) = (free_port("127.0.0.5"), free_port("127.0.0.6"), free_port("127.0.0.7"));
+    let mut rr = SpeakerConfig::new(65000, "127.0.0.5".parse().unwrap(), Some(SocketAddr::new(ip("127.0.0.5"), prr)));
+    rr.connect_retry = Duration::from_secs(1);
+    for (client, port) in [("127.0.0.6", p6), ("127.0.0.7", p7)] {
+        let mut p = PeerConfig::new(ip(client), 65000);
+        p.port = port;
+        p.local_address = Some(ip("127.0.0.5"));
+        p.rr_client = true;
+        rr.peers.push(p);
+    }
+    let rr = Speaker::start(rr).await.unwrap();
+    let c6 = Speaker::start(config(65000, "127.0.0.6", p6, "127.0.0.5", 65000, prr, false)).await.unwrap();
+    let c7 = Speaker::start(config(65000, "127.0.0.7", p7, "127.0.0.5", 65000, prr, false)).await.unwrap();
+    c6.announce("10.6.0.0/16".parse().unwrap()).unwrap();
+    c7.announce("10.7.0.0/16".parse().unwrap()).unwrap();
+    wait_for("all sessions", Duration::from_secs(10), || async {
+        established(&rr).await && established(&c6).await && established(&c7).await
+    })
+    .await;
+    wait_for("client 7 gets client 6's route", Duration::from_secs(5), || has_route(&c7, "10.6.0.0/16")).await;
+    wait_for("client 6 gets client 7's route", Duration::from_secs(5), || has_route(&c6, "10.7.0.0/16")).await;
+    let rib = c7.loc_rib().await.unwrap();
+    let r = rib.iter().find(|r| r.prefix == "10.6.0.0/16".parse().unwrap()).unwrap();
+    assert_eq!(r.attrs.originator_id, Some("127.0.0.6".parse().unwrap()));
+    assert_eq!(r.attrs.cluster_list, vec!["127.0.0.5".parse::<Ipv4Addr>().unwrap()]);
+    assert_eq!(r.next_hops, vec![ip("127.0.0.6")], "the reflector keeps the next hop");
+    // The reflector itself installs both client routes toward the clients.
+    let rr_rib = rr.loc_rib().await.unwrap();
+    assert_eq!(rr_rib.len(), 2);
+    // Client 6 does not receive its own route back (ORIGINATOR_ID check plus split horizon).
+    assert_eq!(c6.peer_status(ip("127.0.0.5")).await.unwrap().prefixes_received, 1);
+    for s in [rr, c6, c7] {
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_prefix_limit_ends_the_session_and_keeps_it_down() {
+    let (pa, pb) = (free_port("127.0.0.8"), free_port("127.0.0.9"));
+    let mut ca = config(65001, "127.0.0.8", pa, "127.0.0.9", 65002, pb, false);
+    ca.peers[0].policy.max_prefixes = Some(1);
+    let a = Speaker::start(ca).await.unwrap();
+    let b = Speaker::start(config(65002, "127.0.0.9", pb, "127.0.0.8", 65001, pa, false)).await.unwrap();
+    b.announce("10.1.0.0/16".parse().unwrap()).unwrap();
+    wait_for("sessions", Duration::from_secs(10), || async { established(&a).await }).await;
+    wait_for("first prefix", Duration::from_secs(5), || has_route(&a, "10.1.0.0/16")).await;
+    b.announce("10.2.0.0/16".parse().unwrap()).unwrap();
+    wait_for("session cut", Duration::from_secs(5), || async { !established(&a).await }).await;
+    let st = a.peer_status(ip("127.0.0.9")).await.unwrap();
+    assert!(st.last_error.as_deref().unwrap_or("").contains("MaximumPrefixesReached"), "{st:?}");
+    let st_b = b.peer_status(ip("127.0.0.8")).await.unwrap();
+    assert!(st_b.last_error.as_deref().unwrap_or("").contains("MaximumPrefixesReached"), "B got the Cease: {st_b:?}");
+    assert!(a.loc_rib().await.unwrap().is_empty(), "B's routes left A");
+    // A stays down even though B keeps trying.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(a.peer_status(ip("127.0.0.9")).await.unwrap().state, weft_bgp::fsm::State::Idle);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -239,7 +239,8 @@ impl AttrParse {
             };
             let raw = &buf[..raw_len];
             buf = &buf[raw_len..];
-            self.one(flags_octet, code, value, raw, ctx)?;
+            // The low four flag bits are unused: ignored on receipt, zero when sent.
+            self.one(flags_octet & 0xf0, code, value, raw, ctx)?;
         }
         Ok(())
     }

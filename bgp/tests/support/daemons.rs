@@ -157,7 +157,7 @@ impl Gobgp {
 
     /// Whether the neighbour is Established.
     pub fn established(&self, neighbor: &str) -> bool {
-        self.try_cli(&["neighbor", neighbor]).is_some_and(|s| s.contains("BGP state = established"))
+        self.try_cli(&["neighbor", neighbor]).is_some_and(|s| s.to_lowercase().contains("bgp state = established"))
     }
 }
 
