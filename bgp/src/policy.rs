@@ -180,7 +180,10 @@ mod tests {
         assert!(!le_only.matches(&net("10.244.0.0/21")));
         let v6 = rule("fd00::/8", None, Some(64), PolicyAction::Accept);
         assert!(v6.matches(&net("fd00:1::/64")));
-        assert!(!v6.matches(&net("10.0.0.0/8")), "families never match each other");
+        assert!(
+            !v6.matches(&net("10.0.0.0/8")),
+            "families never match each other"
+        );
     }
 
     #[test]
@@ -205,7 +208,12 @@ mod tests {
         };
         assert!(list.validate().is_err());
         let list = PrefixList {
-            rules: vec![rule("10.0.0.0/16", Some(28), Some(24), PolicyAction::Accept)],
+            rules: vec![rule(
+                "10.0.0.0/16",
+                Some(28),
+                Some(24),
+                PolicyAction::Accept,
+            )],
             default: PolicyAction::Accept,
         };
         assert!(list.validate().is_err());

@@ -78,24 +78,39 @@ fn subcode(e: &DecodeError) -> UpdateSubcode {
 fn header_errors() {
     let mut bad_marker = frame(4, &[]);
     bad_marker[3] = 0;
-    assert_eq!(reset(&bad_marker), NotificationError::MessageHeader(HeaderSubcode::ConnectionNotSynchronized));
+    assert_eq!(
+        reset(&bad_marker),
+        NotificationError::MessageHeader(HeaderSubcode::ConnectionNotSynchronized)
+    );
     let mut short = frame(4, &[]);
     short[17] = 18;
     let e = err(&short);
     assert_eq!(e, DecodeError::BadLength { len: 18 });
-    assert_eq!(e.notification().unwrap().data, vec![0, 18], "data is the bad length");
+    assert_eq!(
+        e.notification().unwrap().data,
+        vec![0, 18],
+        "data is the bad length"
+    );
     let mut long = frame(2, &[0; 4]);
     long[16..18].copy_from_slice(&4097u16.to_be_bytes());
-    assert_eq!(reset(&long), NotificationError::MessageHeader(HeaderSubcode::BadMessageLength));
+    assert_eq!(
+        reset(&long),
+        NotificationError::MessageHeader(HeaderSubcode::BadMessageLength)
+    );
     assert_eq!(err(&frame(9, &[])), DecodeError::BadType { ty: 9 });
     assert_eq!(err(&frame(9, &[])).notification().unwrap().data, vec![9]);
     // Type-specific minimum and exact lengths.
     assert_eq!(err(&frame(4, &[0])), DecodeError::BadLength { len: 20 });
-    assert_eq!(err(&frame(1, &[4, 0, 1])), DecodeError::BadLength { len: 22 });
+    assert_eq!(
+        err(&frame(1, &[4, 0, 1])),
+        DecodeError::BadLength { len: 22 }
+    );
     assert_eq!(err(&frame(3, &[6])), DecodeError::BadLength { len: 20 });
     assert_eq!(
         reset(&frame(5, &[0, 1, 0, 1, 0])),
-        NotificationError::RouteRefresh(weft_bgp::codec::notification::RouteRefreshSubcode::InvalidMessageLength)
+        NotificationError::RouteRefresh(
+            weft_bgp::codec::notification::RouteRefreshSubcode::InvalidMessageLength
+        )
     );
 }
 
@@ -108,13 +123,29 @@ fn open_body(version: u8, params: &[u8]) -> Vec<u8> {
 #[test]
 fn open_errors() {
     let e = err(&frame(1, &open_body(3, &[])));
-    assert_eq!(e.notification().unwrap().error, NotificationError::Open(OpenSubcode::UnsupportedVersionNumber));
-    assert_eq!(e.notification().unwrap().data, vec![0, 4], "data names the version we support");
-    assert_eq!(reset(&frame(1, &open_body(4, &[1, 0]))), NotificationError::Open(OpenSubcode::UnsupportedOptionalParameter));
+    assert_eq!(
+        e.notification().unwrap().error,
+        NotificationError::Open(OpenSubcode::UnsupportedVersionNumber)
+    );
+    assert_eq!(
+        e.notification().unwrap().data,
+        vec![0, 4],
+        "data names the version we support"
+    );
+    assert_eq!(
+        reset(&frame(1, &open_body(4, &[1, 0]))),
+        NotificationError::Open(OpenSubcode::UnsupportedOptionalParameter)
+    );
     let mut b = open_body(4, &[2, 2, 65, 0]);
     b[9] = 5; // says 5 octets of parameters, has 4
-    assert_eq!(reset(&frame(1, &b)), NotificationError::Open(OpenSubcode::Unspecific));
-    assert_eq!(reset(&frame(1, &open_body(4, &[2, 4, 65, 3, 0, 0]))), NotificationError::Open(OpenSubcode::Unspecific));
+    assert_eq!(
+        reset(&frame(1, &b)),
+        NotificationError::Open(OpenSubcode::Unspecific)
+    );
+    assert_eq!(
+        reset(&frame(1, &open_body(4, &[2, 4, 65, 3, 0, 0]))),
+        NotificationError::Open(OpenSubcode::Unspecific)
+    );
     assert!(Message::decode(&frame(1, &open_body(4, &[])), &CTX).is_ok());
 }
 
@@ -122,34 +153,102 @@ fn open_errors() {
 fn update_length_and_nlri_errors_reset_the_session() {
     let mut b = update(&[], &[origin(), as_path(), next_hop()], NLRI);
     b[19] = 0xff; // withdrawn length overruns
-    assert_eq!(reset(&b), NotificationError::Update(UpdateSubcode::MalformedAttributeList));
+    assert_eq!(
+        reset(&b),
+        NotificationError::Update(UpdateSubcode::MalformedAttributeList)
+    );
     let mut b = update(&[], &[origin()], &[]);
     b[22] = 0xff; // total attribute length overruns
-    assert_eq!(reset(&b), NotificationError::Update(UpdateSubcode::MalformedAttributeList));
-    assert_eq!(reset(&update(&[], &[origin(), as_path(), next_hop()], &[33, 1, 2, 3, 4, 5])), NotificationError::Update(UpdateSubcode::InvalidNetworkField));
-    assert_eq!(reset(&update(&[], &[origin(), as_path(), next_hop()], &[24, 10, 1])), NotificationError::Update(UpdateSubcode::InvalidNetworkField));
-    assert_eq!(reset(&update(&[33, 0, 0, 0, 0, 0], &[], &[])), NotificationError::Update(UpdateSubcode::InvalidNetworkField));
+    assert_eq!(
+        reset(&b),
+        NotificationError::Update(UpdateSubcode::MalformedAttributeList)
+    );
+    assert_eq!(
+        reset(&update(
+            &[],
+            &[origin(), as_path(), next_hop()],
+            &[33, 1, 2, 3, 4, 5]
+        )),
+        NotificationError::Update(UpdateSubcode::InvalidNetworkField)
+    );
+    assert_eq!(
+        reset(&update(
+            &[],
+            &[origin(), as_path(), next_hop()],
+            &[24, 10, 1]
+        )),
+        NotificationError::Update(UpdateSubcode::InvalidNetworkField)
+    );
+    assert_eq!(
+        reset(&update(&[33, 0, 0, 0, 0, 0], &[], &[])),
+        NotificationError::Update(UpdateSubcode::InvalidNetworkField)
+    );
 }
 
 #[test]
 fn malformed_mandatory_attributes_are_treat_as_withdraw() {
-    let (cause, wd) = withdraw(&update(&[], &[attr(0x40, 1, &[3]), as_path(), next_hop()], NLRI));
+    let (cause, wd) = withdraw(&update(
+        &[],
+        &[attr(0x40, 1, &[3]), as_path(), next_hop()],
+        NLRI,
+    ));
     assert_eq!(subcode(&cause), UpdateSubcode::InvalidOriginAttribute);
     assert_eq!(wd, vec!["10.1.0.0/16".parse().unwrap()]);
-    let (cause, _) = withdraw(&update(&[], &[attr(0xc0, 1, &[0]), as_path(), next_hop()], NLRI));
+    let (cause, _) = withdraw(&update(
+        &[],
+        &[attr(0xc0, 1, &[0]), as_path(), next_hop()],
+        NLRI,
+    ));
     assert_eq!(subcode(&cause), UpdateSubcode::AttributeFlagsError);
-    let (cause, _) = withdraw(&update(&[], &[origin(), as_path(), attr(0x40, 3, &[1, 2, 3, 4, 5])], NLRI));
+    let (cause, _) = withdraw(&update(
+        &[],
+        &[origin(), as_path(), attr(0x40, 3, &[1, 2, 3, 4, 5])],
+        NLRI,
+    ));
     assert_eq!(subcode(&cause), UpdateSubcode::AttributeLengthError);
-    let (cause, _) = withdraw(&update(&[], &[origin(), as_path(), attr(0x40, 3, &[0, 0, 0, 0])], NLRI));
+    let (cause, _) = withdraw(&update(
+        &[],
+        &[origin(), as_path(), attr(0x40, 3, &[0, 0, 0, 0])],
+        NLRI,
+    ));
     assert_eq!(subcode(&cause), UpdateSubcode::InvalidNextHopAttribute);
-    let (cause, _) = withdraw(&update(&[], &[origin(), attr(0x40, 2, &[2, 0]), next_hop()], NLRI));
-    assert_eq!(subcode(&cause), UpdateSubcode::MalformedAsPath, "zero-length segment");
-    let (cause, _) = withdraw(&update(&[], &[origin(), attr(0x40, 2, &[7, 1, 0, 0, 0, 1]), next_hop()], NLRI));
-    assert_eq!(subcode(&cause), UpdateSubcode::MalformedAsPath, "bad segment type");
-    let (cause, _) = withdraw(&update(&[], &[origin(), as_path(), next_hop(), attr(0xc0, 8, &[1, 2, 3])], NLRI));
-    assert_eq!(subcode(&cause), UpdateSubcode::AttributeLengthError, "COMMUNITIES not a multiple of 4");
+    let (cause, _) = withdraw(&update(
+        &[],
+        &[origin(), attr(0x40, 2, &[2, 0]), next_hop()],
+        NLRI,
+    ));
+    assert_eq!(
+        subcode(&cause),
+        UpdateSubcode::MalformedAsPath,
+        "zero-length segment"
+    );
+    let (cause, _) = withdraw(&update(
+        &[],
+        &[origin(), attr(0x40, 2, &[7, 1, 0, 0, 0, 1]), next_hop()],
+        NLRI,
+    ));
+    assert_eq!(
+        subcode(&cause),
+        UpdateSubcode::MalformedAsPath,
+        "bad segment type"
+    );
+    let (cause, _) = withdraw(&update(
+        &[],
+        &[origin(), as_path(), next_hop(), attr(0xc0, 8, &[1, 2, 3])],
+        NLRI,
+    ));
+    assert_eq!(
+        subcode(&cause),
+        UpdateSubcode::AttributeLengthError,
+        "COMMUNITIES not a multiple of 4"
+    );
     // A treat-as-withdraw notification is never sent.
-    assert_eq!(cause.notification().map(|n| n.error), Some(NotificationError::Update(UpdateSubcode::AttributeLengthError)));
+    assert_eq!(
+        cause.notification().map(|n| n.error),
+        Some(NotificationError::Update(
+            UpdateSubcode::AttributeLengthError
+        ))
+    );
 }
 
 #[test]
@@ -165,13 +264,28 @@ fn missing_well_known_attributes() {
 #[test]
 fn discardable_attributes_and_duplicates() {
     let m = Message::decode(
-        &update(&[], &[origin(), as_path(), next_hop(), attr(0xc0, 7, &[1, 2, 3]), attr(0x80, 4, &[0, 0, 0, 5]), attr(0x80, 4, &[0, 0, 0, 9])], NLRI),
+        &update(
+            &[],
+            &[
+                origin(),
+                as_path(),
+                next_hop(),
+                attr(0xc0, 7, &[1, 2, 3]),
+                attr(0x80, 4, &[0, 0, 0, 5]),
+                attr(0x80, 4, &[0, 0, 0, 9]),
+            ],
+            NLRI,
+        ),
         &CTX,
     )
     .expect("attribute discard keeps the UPDATE");
     let Message::Update(u) = m else { panic!() };
     assert!(u.attr(7).is_none(), "malformed AGGREGATOR discarded");
-    assert_eq!(u.attr(4), Some(&AttrValue::Med(5)), "first MED kept, duplicate discarded");
+    assert_eq!(
+        u.attr(4),
+        Some(&AttrValue::Med(5)),
+        "first MED kept, duplicate discarded"
+    );
     assert_eq!(u.nlri.len(), 1);
 }
 
@@ -185,37 +299,100 @@ fn mp_reach_v6(prefix: &[u8]) -> Vec<u8> {
 
 #[test]
 fn multiprotocol_errors() {
-    let ok = update(&[], &[origin(), as_path(), mp_reach_v6(&[48, 0xfd, 0, 0, 0x20, 0, 0])], &[]);
-    let Message::Update(u) = Message::decode(&ok, &CTX).unwrap() else { panic!() };
+    let ok = update(
+        &[],
+        &[
+            origin(),
+            as_path(),
+            mp_reach_v6(&[48, 0xfd, 0, 0, 0x20, 0, 0]),
+        ],
+        &[],
+    );
+    let Message::Update(u) = Message::decode(&ok, &CTX).unwrap() else {
+        panic!()
+    };
     assert_eq!(u.announced(), vec!["fd00:20::/48".parse().unwrap()]);
-    let dup = update(&[], &[origin(), as_path(), mp_reach_v6(&[]), mp_reach_v6(&[])], &[]);
-    assert_eq!(reset(&dup), NotificationError::Update(UpdateSubcode::MalformedAttributeList));
-    let bad_nh = update(&[], &[origin(), as_path(), attr(0x80, 14, &[0, 2, 1, 4, 1, 2, 3, 4, 0])], &[]);
-    assert_eq!(reset(&bad_nh), NotificationError::Update(UpdateSubcode::OptionalAttributeError));
+    let dup = update(
+        &[],
+        &[origin(), as_path(), mp_reach_v6(&[]), mp_reach_v6(&[])],
+        &[],
+    );
+    assert_eq!(
+        reset(&dup),
+        NotificationError::Update(UpdateSubcode::MalformedAttributeList)
+    );
+    let bad_nh = update(
+        &[],
+        &[
+            origin(),
+            as_path(),
+            attr(0x80, 14, &[0, 2, 1, 4, 1, 2, 3, 4, 0]),
+        ],
+        &[],
+    );
+    assert_eq!(
+        reset(&bad_nh),
+        NotificationError::Update(UpdateSubcode::OptionalAttributeError)
+    );
     let long_prefix = update(&[], &[origin(), as_path(), mp_reach_v6(&[129, 0])], &[]);
-    assert_eq!(reset(&long_prefix), NotificationError::Update(UpdateSubcode::InvalidNetworkField));
+    assert_eq!(
+        reset(&long_prefix),
+        NotificationError::Update(UpdateSubcode::InvalidNetworkField)
+    );
     // Bad COMMUNITIES next to a good MP_REACH: the IPv6 prefix becomes an MP_UNREACH withdrawal.
-    let mixed = update(&[], &[origin(), as_path(), attr(0xc0, 8, &[1]), mp_reach_v6(&[48, 0xfd, 0, 0, 0x20, 0, 0])], NLRI);
+    let mixed = update(
+        &[],
+        &[
+            origin(),
+            as_path(),
+            attr(0xc0, 8, &[1]),
+            mp_reach_v6(&[48, 0xfd, 0, 0, 0x20, 0, 0]),
+        ],
+        NLRI,
+    );
     let (_, wd) = withdraw(&[mixed, vec![]].concat()).clone();
     assert!(wd.contains(&"fd00:20::/48".parse().unwrap()));
     assert!(wd.contains(&"10.1.0.0/16".parse().unwrap()));
     // End-of-RIB for IPv6.
     let eor = update(&[], &[attr(0x80, 15, &[0, 2, 1])], &[]);
-    let Message::Update(u) = Message::decode(&eor, &CTX).unwrap() else { panic!() };
+    let Message::Update(u) = Message::decode(&eor, &CTX).unwrap() else {
+        panic!()
+    };
     assert_eq!(u.as_end_of_rib(), Some(Family::IPV6_UNICAST));
 }
 
 #[test]
 fn unknown_attributes() {
     assert_eq!(
-        reset(&update(&[], &[origin(), as_path(), next_hop(), attr(0x40, 40, &[1])], NLRI)),
+        reset(&update(
+            &[],
+            &[origin(), as_path(), next_hop(), attr(0x40, 40, &[1])],
+            NLRI
+        )),
         NotificationError::Update(UpdateSubcode::UnrecognizedWellKnownAttribute)
     );
-    let Message::Update(u) = Message::decode(&update(&[], &[origin(), as_path(), next_hop(), attr(0xe0, 40, &[1, 2])], NLRI), &CTX).unwrap() else {
+    let Message::Update(u) = Message::decode(
+        &update(
+            &[],
+            &[origin(), as_path(), next_hop(), attr(0xe0, 40, &[1, 2])],
+            NLRI,
+        ),
+        &CTX,
+    )
+    .unwrap() else {
         panic!()
     };
-    assert_eq!(u.attributes[3].flags, 0xe0, "optional transitive kept with its flags");
-    assert_eq!(u.attr(40), Some(&AttrValue::Unknown { code: 40, data: vec![1, 2] }));
+    assert_eq!(
+        u.attributes[3].flags, 0xe0,
+        "optional transitive kept with its flags"
+    );
+    assert_eq!(
+        u.attr(40),
+        Some(&AttrValue::Unknown {
+            code: 40,
+            data: vec![1, 2]
+        })
+    );
 }
 
 #[test]
@@ -249,5 +426,8 @@ fn frame_splitter_reassembles_and_poisons() {
     s.feed(&bad);
     assert_eq!(s.next_frame().unwrap().unwrap_err(), DecodeError::BadMarker);
     s.feed(&frame(4, &[]));
-    assert!(s.next_frame().unwrap().is_err(), "a broken stream stays broken");
+    assert!(
+        s.next_frame().unwrap().is_err(),
+        "a broken stream stays broken"
+    );
 }

@@ -22,9 +22,17 @@ fn golden() -> Vec<Vec<u8>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let mut v = Vec::new();
     for f in ["gobgp.txt", "gobgp_as4.txt", "gobgp_badas.txt", "bird.txt"] {
-        for line in std::fs::read_to_string(format!("{dir}/{f}")).unwrap().lines() {
+        for line in std::fs::read_to_string(format!("{dir}/{f}"))
+            .unwrap()
+            .lines()
+        {
             let hex = line.split_once(' ').unwrap().1;
-            v.push((0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect());
+            v.push(
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                    .collect(),
+            );
         }
     }
     v

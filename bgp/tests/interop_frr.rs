@@ -54,7 +54,11 @@ fn frr_routes_both_ways_with_both_sides_connecting() {
     let dir = tempfile::tempdir().unwrap();
     let mut frr = Frr::start(&topo.peer_ns, dir.path(), &bgpd_conf());
     topo.run_weft(move || async move {
-        let mut c = SpeakerConfig::new(65001, WEFT_V4.parse().unwrap(), Some(SocketAddr::new(ip(WEFT_V4), 179)));
+        let mut c = SpeakerConfig::new(
+            65001,
+            WEFT_V4.parse().unwrap(),
+            Some(SocketAddr::new(ip(WEFT_V4), 179)),
+        );
         c.connect_retry = Duration::from_secs(1);
         c.idle_hold = Duration::from_millis(500);
         let mut p = PeerConfig::new(ip(PEER_V4), 65003);
@@ -67,20 +71,45 @@ fn frr_routes_both_ways_with_both_sides_connecting() {
         wait_for("weft Established with FRR", T, || weft_up(&s)).await;
         wait_for("FRR Established", T, || async { frr.established(WEFT_V4) }).await;
 
-        wait_for("FRR learns the IPv4 prefix", T, || async { frr.vtysh("show bgp ipv4 unicast").contains("10.244.1.0/24") }).await;
-        wait_for("FRR learns the IPv6 prefix", T, || async { frr.vtysh("show bgp ipv6 unicast").contains("fd00:244:1::/64") }).await;
+        wait_for("FRR learns the IPv4 prefix", T, || async {
+            frr.vtysh("show bgp ipv4 unicast").contains("10.244.1.0/24")
+        })
+        .await;
+        wait_for("FRR learns the IPv6 prefix", T, || async {
+            frr.vtysh("show bgp ipv6 unicast")
+                .contains("fd00:244:1::/64")
+        })
+        .await;
         let detail = frr.vtysh("show bgp ipv4 unicast 10.244.1.0/24");
-        assert!(detail.contains("65001") && detail.contains(WEFT_V4), "{detail}");
-        wait_for("weft learns FRR's IPv4 prefix", T, || weft_has(&s, "10.70.0.0/16")).await;
-        wait_for("weft learns FRR's IPv6 prefix", T, || weft_has(&s, "fd00:70::/48")).await;
+        assert!(
+            detail.contains("65001") && detail.contains(WEFT_V4),
+            "{detail}"
+        );
+        wait_for("weft learns FRR's IPv4 prefix", T, || {
+            weft_has(&s, "10.70.0.0/16")
+        })
+        .await;
+        wait_for("weft learns FRR's IPv6 prefix", T, || {
+            weft_has(&s, "fd00:70::/48")
+        })
+        .await;
 
         s.withdraw("10.244.1.0/24".parse().unwrap()).unwrap();
-        wait_for("FRR drops the withdrawn prefix", T, || async { !frr.vtysh("show bgp ipv4 unicast").contains("10.244.1.0/24") }).await;
+        wait_for("FRR drops the withdrawn prefix", T, || async {
+            !frr.vtysh("show bgp ipv4 unicast").contains("10.244.1.0/24")
+        })
+        .await;
         let flaps = s.peer_status(ip(PEER_V4)).await.unwrap().flaps;
-        assert_eq!(flaps, 0, "the collision did not cost an Established session");
+        assert_eq!(
+            flaps, 0,
+            "the collision did not cost an Established session"
+        );
 
         frr.stop();
-        wait_for("FRR's routes leave weft", T, || async { !weft_has(&s, "10.70.0.0/16").await }).await;
+        wait_for("FRR's routes leave weft", T, || async {
+            !weft_has(&s, "10.70.0.0/16").await
+        })
+        .await;
         s.shutdown().await;
     });
 }

@@ -42,7 +42,11 @@ fn gobgp_conf(passive: bool) -> String {
 }
 
 fn weft_conf(passive: bool) -> SpeakerConfig {
-    let mut c = SpeakerConfig::new(65001, WEFT_V4.parse().unwrap(), Some(SocketAddr::new(ip(WEFT_V4), 179)));
+    let mut c = SpeakerConfig::new(
+        65001,
+        WEFT_V4.parse().unwrap(),
+        Some(SocketAddr::new(ip(WEFT_V4), 179)),
+    );
     c.connect_retry = Duration::from_secs(1);
     c.idle_hold = Duration::from_millis(500);
     let mut p = PeerConfig::new(ip(PEER_V4), 65002);
@@ -68,7 +72,16 @@ fn scenario(weft_passive: bool) {
     let dir = tempfile::tempdir().unwrap();
     let gobgp = Gobgp::start(&topo.peer_ns, dir.path(), &gobgp_conf(!weft_passive));
     gobgp.cli(&["global", "rib", "add", "10.80.0.0/16", "nexthop", PEER_V4]);
-    gobgp.cli(&["global", "rib", "-a", "ipv6", "add", "fd00:80::/48", "nexthop", "fd00::2"]);
+    gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "ipv6",
+        "add",
+        "fd00:80::/48",
+        "nexthop",
+        "fd00::2",
+    ]);
     topo.run_weft(move || async move {
         let s = Speaker::start(weft_conf(weft_passive)).await.unwrap();
         s.announce("10.244.1.0/24".parse().unwrap()).unwrap();
@@ -76,29 +89,51 @@ fn scenario(weft_passive: bool) {
         wait_for("weft Established", T, || weft_up(&s)).await;
         assert!(gobgp.established(WEFT_V4));
 
-        wait_for("GoBGP learns the IPv4 prefix", T, || async { gobgp.cli(&["global", "rib"]).contains("10.244.1.0/24") }).await;
+        wait_for("GoBGP learns the IPv4 prefix", T, || async {
+            gobgp.cli(&["global", "rib"]).contains("10.244.1.0/24")
+        })
+        .await;
         wait_for("GoBGP learns the IPv6 prefix", T, || async {
-            gobgp.cli(&["global", "rib", "-a", "ipv6"]).contains("fd00:244:1::/64")
+            gobgp
+                .cli(&["global", "rib", "-a", "ipv6"])
+                .contains("fd00:244:1::/64")
         })
         .await;
         let rib = gobgp.cli(&["global", "rib", "10.244.1.0/24"]);
         assert!(rib.contains(WEFT_V4) && rib.contains("65001"), "{rib}");
-        wait_for("weft learns GoBGP's IPv4 prefix", T, || weft_has(&s, "10.80.0.0/16")).await;
-        wait_for("weft learns GoBGP's IPv6 prefix", T, || weft_has(&s, "fd00:80::/48")).await;
+        wait_for("weft learns GoBGP's IPv4 prefix", T, || {
+            weft_has(&s, "10.80.0.0/16")
+        })
+        .await;
+        wait_for("weft learns GoBGP's IPv6 prefix", T, || {
+            weft_has(&s, "fd00:80::/48")
+        })
+        .await;
         let loc = s.loc_rib().await.unwrap();
-        let r = loc.iter().find(|r| r.prefix == "10.80.0.0/16".parse().unwrap()).unwrap();
+        let r = loc
+            .iter()
+            .find(|r| r.prefix == "10.80.0.0/16".parse().unwrap())
+            .unwrap();
         assert_eq!(r.next_hops, vec![ip(PEER_V4)]);
 
         s.withdraw("fd00:244:1::/64".parse().unwrap()).unwrap();
         wait_for("GoBGP drops the IPv6 prefix", T, || async {
-            !gobgp.cli(&["global", "rib", "-a", "ipv6"]).contains("fd00:244:1::/64")
+            !gobgp
+                .cli(&["global", "rib", "-a", "ipv6"])
+                .contains("fd00:244:1::/64")
         })
         .await;
         gobgp.cli(&["global", "rib", "del", "10.80.0.0/16"]);
-        wait_for("weft drops GoBGP's withdrawn prefix", T, || async { !weft_has(&s, "10.80.0.0/16").await }).await;
+        wait_for("weft drops GoBGP's withdrawn prefix", T, || async {
+            !weft_has(&s, "10.80.0.0/16").await
+        })
+        .await;
         assert!(weft_has(&s, "fd00:80::/48").await);
         s.shutdown().await;
-        wait_for("GoBGP sees the session end", T, || async { !gobgp.established(WEFT_V4) }).await;
+        wait_for("GoBGP sees the session end", T, || async {
+            !gobgp.established(WEFT_V4)
+        })
+        .await;
     });
 }
 

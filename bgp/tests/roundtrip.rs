@@ -14,7 +14,8 @@ fn v4net() -> impl Strategy<Value = Ipv4Net> {
 }
 
 fn v6net() -> impl Strategy<Value = IpNet> {
-    (any::<u128>(), 0u8..=128).prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), l).unwrap().trunc()))
+    (any::<u128>(), 0u8..=128)
+        .prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), l).unwrap().trunc()))
 }
 
 fn family() -> impl Strategy<Value = Family> {
@@ -26,34 +27,62 @@ fn capability() -> impl Strategy<Value = Capability> {
         family().prop_map(Capability::MultiProtocol),
         Just(Capability::RouteRefresh),
         any::<u32>().prop_map(Capability::FourOctetAs),
-        (0u8..16, 0u16..4096, prop::collection::vec((family(), any::<u8>()), 0..3)).prop_map(|(flags, restart_time, fs)| {
-            Capability::GracefulRestart(GracefulRestartCap {
-                flags,
-                restart_time,
-                families: fs.into_iter().map(|(family, flags)| GrFamily { family, flags }).collect(),
-            })
-        }),
-        (3u8..64, prop::collection::vec(any::<u8>(), 0..10)).prop_map(|(code, value)| Capability::Unknown { code, value }),
+        (
+            0u8..16,
+            0u16..4096,
+            prop::collection::vec((family(), any::<u8>()), 0..3)
+        )
+            .prop_map(|(flags, restart_time, fs)| {
+                Capability::GracefulRestart(GracefulRestartCap {
+                    flags,
+                    restart_time,
+                    families: fs
+                        .into_iter()
+                        .map(|(family, flags)| GrFamily { family, flags })
+                        .collect(),
+                })
+            }),
+        (3u8..64, prop::collection::vec(any::<u8>(), 0..10))
+            .prop_map(|(code, value)| Capability::Unknown { code, value }),
     ]
 }
 
 fn open() -> impl Strategy<Value = Message> {
-    (any::<u16>(), any::<u16>(), any::<u32>(), prop::collection::vec(prop::collection::vec(capability(), 0..4), 0..3))
+    (
+        any::<u16>(),
+        any::<u16>(),
+        any::<u32>(),
+        prop::collection::vec(prop::collection::vec(capability(), 0..4), 0..3),
+    )
         .prop_map(|(my_as, hold_time, id, params)| {
-            Message::Open(Open { version: 4, my_as, hold_time, bgp_id: Ipv4Addr::from(id), params })
+            Message::Open(Open {
+                version: 4,
+                my_as,
+                hold_time,
+                bgp_id: Ipv4Addr::from(id),
+                params,
+            })
         })
 }
 
 fn as_path(four: bool) -> impl Strategy<Value = AsPath> {
-    let asn = if four { any::<u32>().boxed() } else { (0u32..=0xffff).boxed() };
+    let asn = if four {
+        any::<u32>().boxed()
+    } else {
+        (0u32..=0xffff).boxed()
+    };
     let kind = prop_oneof![
         Just(SegmentKind::Set),
         Just(SegmentKind::Sequence),
         Just(SegmentKind::ConfedSequence),
         Just(SegmentKind::ConfedSet)
     ];
-    prop::collection::vec((kind, prop::collection::vec(asn, 1..8)), 0..3)
-        .prop_map(|segs| AsPath { segments: segs.into_iter().map(|(kind, asns)| AsSegment { kind, asns }).collect() })
+    prop::collection::vec((kind, prop::collection::vec(asn, 1..8)), 0..3).prop_map(|segs| AsPath {
+        segments: segs
+            .into_iter()
+            .map(|(kind, asns)| AsSegment { kind, asns })
+            .collect(),
+    })
 }
 
 fn next_hop() -> impl Strategy<Value = Ipv4Addr> {
@@ -61,44 +90,82 @@ fn next_hop() -> impl Strategy<Value = Ipv4Addr> {
 }
 
 fn optional_attrs(four: bool) -> impl Strategy<Value = Vec<AttrValue>> {
-    let asn = if four { any::<u32>().boxed() } else { (0u32..=0xffff).boxed() };
+    let asn = if four {
+        any::<u32>().boxed()
+    } else {
+        (0u32..=0xffff).boxed()
+    };
     (
         prop::option::of(any::<u32>().prop_map(AttrValue::Med)),
         prop::option::of(any::<u32>().prop_map(AttrValue::LocalPref)),
         any::<bool>(),
-        prop::option::of((asn, any::<u32>()).prop_map(|(asn, a)| AttrValue::Aggregator(Aggregator { asn, address: Ipv4Addr::from(a) }))),
-        prop::option::of(prop::collection::vec(any::<u32>(), 1..10).prop_map(AttrValue::Communities)),
+        prop::option::of((asn, any::<u32>()).prop_map(|(asn, a)| {
+            AttrValue::Aggregator(Aggregator {
+                asn,
+                address: Ipv4Addr::from(a),
+            })
+        })),
+        prop::option::of(
+            prop::collection::vec(any::<u32>(), 1..10).prop_map(AttrValue::Communities),
+        ),
         prop::option::of(any::<u32>().prop_map(|a| AttrValue::OriginatorId(Ipv4Addr::from(a)))),
-        prop::option::of(prop::collection::vec(any::<u32>().prop_map(Ipv4Addr::from), 1..5).prop_map(AttrValue::ClusterList)),
+        prop::option::of(
+            prop::collection::vec(any::<u32>().prop_map(Ipv4Addr::from), 1..5)
+                .prop_map(AttrValue::ClusterList),
+        ),
         prop::option::of(as_path(true).prop_map(AttrValue::As4Path)),
         prop::option::of(
-            (any::<u128>(), prop::option::of(any::<u128>()), prop::collection::vec(v6net(), 0..8)).prop_map(|(g, ll, nlri)| {
-                AttrValue::MpReach(MpReach {
-                    family: Family::IPV6_UNICAST,
-                    next_hop: MpNextHop::V6 { global: Ipv6Addr::from(g), link_local: ll.map(Ipv6Addr::from) },
-                    nlri,
-                })
-            }),
+            (
+                any::<u128>(),
+                prop::option::of(any::<u128>()),
+                prop::collection::vec(v6net(), 0..8),
+            )
+                .prop_map(|(g, ll, nlri)| {
+                    AttrValue::MpReach(MpReach {
+                        family: Family::IPV6_UNICAST,
+                        next_hop: MpNextHop::V6 {
+                            global: Ipv6Addr::from(g),
+                            link_local: ll.map(Ipv6Addr::from),
+                        },
+                        nlri,
+                    })
+                }),
         ),
         prop::option::of(prop::collection::vec(v6net(), 0..8).prop_map(|withdrawn| {
-            AttrValue::MpUnreach(MpUnreach { family: Family::IPV6_UNICAST, withdrawn })
+            AttrValue::MpUnreach(MpUnreach {
+                family: Family::IPV6_UNICAST,
+                withdrawn,
+            })
         })),
-        prop::option::of((100u8..200, prop::collection::vec(any::<u8>(), 0..30)).prop_map(|(code, data)| AttrValue::Unknown { code, data })),
+        prop::option::of(
+            (100u8..200, prop::collection::vec(any::<u8>(), 0..30))
+                .prop_map(|(code, data)| AttrValue::Unknown { code, data }),
+        ),
     )
-        .prop_map(|(med, lp, atomic, ag, comm, orig, cl, as4, reach, unreach, unknown)| {
-            let mut v: Vec<AttrValue> = [med, lp, ag, comm, orig, cl, as4, reach, unreach, unknown].into_iter().flatten().collect();
-            if atomic {
-                v.push(AttrValue::AtomicAggregate);
-            }
-            v
-        })
+        .prop_map(
+            |(med, lp, atomic, ag, comm, orig, cl, as4, reach, unreach, unknown)| {
+                let mut v: Vec<AttrValue> =
+                    [med, lp, ag, comm, orig, cl, as4, reach, unreach, unknown]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                if atomic {
+                    v.push(AttrValue::AtomicAggregate);
+                }
+                v
+            },
+        )
 }
 
 fn update(four: bool) -> impl Strategy<Value = Message> {
     (
         prop::collection::vec(v4net(), 0..10),
         prop::collection::vec(v4net(), 0..10),
-        prop_oneof![Just(Origin::Igp), Just(Origin::Egp), Just(Origin::Incomplete)],
+        prop_oneof![
+            Just(Origin::Igp),
+            Just(Origin::Egp),
+            Just(Origin::Incomplete)
+        ],
         as_path(four),
         next_hop(),
         optional_attrs(four),
@@ -110,7 +177,11 @@ fn update(four: bool) -> impl Strategy<Value = Message> {
                 Attribute::new(AttrValue::NextHop(nh)),
             ];
             attributes.extend(rest.into_iter().map(Attribute::new));
-            Message::Update(Update { withdrawn, attributes, nlri })
+            Message::Update(Update {
+                withdrawn,
+                attributes,
+                nlri,
+            })
         })
 }
 
@@ -119,15 +190,26 @@ fn any_message(four: bool) -> impl Strategy<Value = Message> {
         Just(Message::Keepalive),
         open(),
         update(four),
-        (any::<u8>(), any::<u8>(), prop::collection::vec(any::<u8>(), 0..20)).prop_map(|(c, s, data)| {
-            Message::Notification(Notification { error: NotificationError::from_bytes(c, s), data })
-        }),
-        (family(), any::<u8>()).prop_map(|(family, subtype)| Message::RouteRefresh(RouteRefresh { family, subtype })),
+        (
+            any::<u8>(),
+            any::<u8>(),
+            prop::collection::vec(any::<u8>(), 0..20)
+        )
+            .prop_map(|(c, s, data)| {
+                Message::Notification(Notification {
+                    error: NotificationError::from_bytes(c, s),
+                    data,
+                })
+            }),
+        (family(), any::<u8>())
+            .prop_map(|(family, subtype)| Message::RouteRefresh(RouteRefresh { family, subtype })),
     ]
 }
 
 fn roundtrip(m: &Message, ctx: CodecContext) -> Result<(), TestCaseError> {
-    let bytes = m.encode(&ctx).map_err(|e| TestCaseError::fail(format!("too long: {}", e.len)))?;
+    let bytes = m
+        .encode(&ctx)
+        .map_err(|e| TestCaseError::fail(format!("too long: {}", e.len)))?;
     let back = Message::decode(&bytes, &ctx).map_err(|e| TestCaseError::fail(format!("{e}")))?;
     prop_assert_eq!(&back, m);
     prop_assert_eq!(back.encode(&ctx).unwrap(), bytes);

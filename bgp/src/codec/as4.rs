@@ -123,7 +123,9 @@ mod tests {
             Attribute::new(AttrValue::AsPath(AsPath::sequence(vec![
                 65001, AS_TRANS, AS_TRANS,
             ]))),
-            Attribute::new(AttrValue::As4Path(AsPath::sequence(vec![4200000001, 4200000002]))),
+            Attribute::new(AttrValue::As4Path(AsPath::sequence(vec![
+                4200000001, 4200000002,
+            ]))),
         ];
         reconcile_inbound(&mut attrs, false);
         assert_eq!(path(&attrs), {
@@ -149,8 +151,13 @@ mod tests {
         let addr = Ipv4Addr::new(192, 0, 2, 1);
         let mut attrs = vec![
             Attribute::new(AttrValue::AsPath(AsPath::sequence(vec![AS_TRANS, 65002]))),
-            Attribute::new(AttrValue::Aggregator(Aggregator { asn: 65002, address: addr })),
-            Attribute::new(AttrValue::As4Path(AsPath::sequence(vec![4200000001, 65002]))),
+            Attribute::new(AttrValue::Aggregator(Aggregator {
+                asn: 65002,
+                address: addr,
+            })),
+            Attribute::new(AttrValue::As4Path(AsPath::sequence(vec![
+                4200000001, 65002,
+            ]))),
         ];
         reconcile_inbound(&mut attrs, false);
         assert_eq!(path(&attrs), AsPath::sequence(vec![AS_TRANS, 65002]));

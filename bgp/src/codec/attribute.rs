@@ -165,7 +165,9 @@ impl AsPath {
     /// Prepends `asn` to the leading AS_SEQUENCE, starting one if needed.
     pub fn prepend(&mut self, asn: u32) {
         match self.segments.first_mut() {
-            Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() < 255 => s.asns.insert(0, asn),
+            Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() < 255 => {
+                s.asns.insert(0, asn)
+            }
             _ => self.segments.insert(
                 0,
                 AsSegment {
@@ -405,7 +407,9 @@ fn encode_value(v: &AttrValue, ctx: &CodecContext, out: &mut Vec<u8>) {
             encode_as(a.asn, ctx.four_octet_as, out);
             out.extend_from_slice(&a.address.octets());
         }
-        AttrValue::Communities(cs) => cs.iter().for_each(|c| out.extend_from_slice(&c.to_be_bytes())),
+        AttrValue::Communities(cs) => cs
+            .iter()
+            .for_each(|c| out.extend_from_slice(&c.to_be_bytes())),
         AttrValue::ClusterList(ids) => ids.iter().for_each(|a| out.extend_from_slice(&a.octets())),
         AttrValue::MpReach(r) => {
             out.extend_from_slice(&r.family.afi.to_be_bytes());

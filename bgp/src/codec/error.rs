@@ -165,7 +165,9 @@ impl std::fmt::Display for DecodeError {
             BadMarker => write!(f, "message marker is not all ones (stream out of sync)"),
             BadLength { len } => write!(f, "bad message length {len}"),
             BadType { ty } => write!(f, "unknown message type {ty}"),
-            UnsupportedVersion { version } => write!(f, "OPEN version {version}, only 4 is supported"),
+            UnsupportedVersion { version } => {
+                write!(f, "OPEN version {version}, only 4 is supported")
+            }
             MalformedOpen { reason } => write!(f, "malformed OPEN: {reason}"),
             UnsupportedOptionalParameter { ty } => {
                 write!(f, "OPEN carries unsupported optional parameter type {ty}")

@@ -14,7 +14,7 @@ pub mod prefix;
 pub mod update;
 
 pub use attribute::{
-    AsPath, AsSegment, AttrValue, Attribute, Aggregator, MpNextHop, MpReach, MpUnreach, Origin,
+    Aggregator, AsPath, AsSegment, AttrValue, Attribute, MpNextHop, MpReach, MpUnreach, Origin,
     SegmentKind, AS_TRANS,
 };
 pub use error::{DecodeError, ErrorAction};
@@ -24,7 +24,7 @@ pub use notification::{
     CeaseSubcode, FsmSubcode, HeaderSubcode, Notification, NotificationError, OpenSubcode,
     UpdateSubcode,
 };
-pub use open::{Capability, GracefulRestartCap, GrFamily, Open};
+pub use open::{Capability, GrFamily, GracefulRestartCap, Open};
 pub use update::Update;
 
 use notification::NotificationError as NE;

@@ -17,7 +17,10 @@ impl Notification {
 
     /// A notification without data.
     pub fn bare(error: NotificationError) -> Self {
-        Notification { error, data: Vec::new() }
+        Notification {
+            error,
+            data: Vec::new(),
+        }
     }
 
     /// Cease with the given subcode and no data.

@@ -178,7 +178,11 @@ impl Open {
             my_as: u16::try_from(asn).unwrap_or(AS_TRANS as u16),
             hold_time,
             bgp_id,
-            params: if caps.is_empty() { Vec::new() } else { vec![caps] },
+            params: if caps.is_empty() {
+                Vec::new()
+            } else {
+                vec![caps]
+            },
         }
     }
 
@@ -260,7 +264,9 @@ impl Open {
         }
         let opt_len = usize::from(b[9]);
         if 10 + opt_len != b.len() {
-            return Err(bad("optional parameters length does not match the message length"));
+            return Err(bad(
+                "optional parameters length does not match the message length",
+            ));
         }
         let mut params = Vec::new();
         let mut p = &b[10..];

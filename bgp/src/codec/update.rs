@@ -248,8 +248,8 @@ impl AttrParse {
     /// After a truncated list the rest may hide MP attributes we cannot parse: RFC 7606 §5.3
     /// allows treat-as-withdraw only if every NLRI was found, so reset unless MP_REACH was seen.
     fn check_mp_after_truncation(&self, rest: &[u8]) -> Result<(), DecodeError> {
-        let maybe_mp = rest.len() >= 2
-            && (rest[1] == code::MP_REACH_NLRI || rest[1] == code::MP_UNREACH_NLRI);
+        let maybe_mp =
+            rest.len() >= 2 && (rest[1] == code::MP_REACH_NLRI || rest[1] == code::MP_UNREACH_NLRI);
         if maybe_mp {
             return Err(DecodeError::MalformedAttributeList {
                 reason: "truncated MP_REACH_NLRI/MP_UNREACH_NLRI",

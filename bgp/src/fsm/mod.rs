@@ -10,8 +10,7 @@ mod negotiate;
 pub use negotiate::{check_open, local_open, Negotiated};
 
 use crate::codec::{
-    CeaseSubcode, DecodeError, Family, FsmSubcode, Message, Notification, NotificationError,
-    Update,
+    CeaseSubcode, DecodeError, Family, FsmSubcode, Message, Notification, NotificationError, Update,
 };
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -309,11 +308,15 @@ impl Session {
 
     /// How to decode messages from `conn` right now.
     pub fn codec_context(&self, conn: ConnId) -> crate::codec::CodecContext {
-        let n = self.conns.iter().find(|c| c.id == conn).and_then(|c| match &c.state {
-            ConnState::OpenConfirm(n) => Some(n),
-            ConnState::Established => self.negotiated.as_ref(),
-            ConnState::OpenSent => None,
-        });
+        let n = self
+            .conns
+            .iter()
+            .find(|c| c.id == conn)
+            .and_then(|c| match &c.state {
+                ConnState::OpenConfirm(n) => Some(n),
+                ConnState::Established => self.negotiated.as_ref(),
+                ConnState::OpenSent => None,
+            });
         n.map(|n| n.codec()).unwrap_or_default()
     }
 
@@ -331,7 +334,9 @@ impl Session {
         match event {
             Event::ManualStart => self.manual_start(&mut out),
             Event::ManualStop => self.manual_stop(&mut out),
-            Event::TcpConnected { conn, direction } => self.tcp_connected(conn, direction, &mut out),
+            Event::TcpConnected { conn, direction } => {
+                self.tcp_connected(conn, direction, &mut out)
+            }
             Event::TcpFailed => self.tcp_failed(&mut out),
             Event::TcpClosed { conn } => {
                 if self.has_conn(conn) {
@@ -636,7 +641,10 @@ impl Session {
                         message: Message::Keepalive,
                     });
                 }
-                let interval = self.negotiated.as_ref().and_then(|n| n.keepalive_interval());
+                let interval = self
+                    .negotiated
+                    .as_ref()
+                    .and_then(|n| n.keepalive_interval());
                 let interval = interval.or_else(|| {
                     self.conns.iter().find_map(|c| match &c.state {
                         ConnState::OpenConfirm(n) => n.keepalive_interval(),
@@ -678,7 +686,12 @@ impl Session {
         );
         // The peer stays down until restarted by hand: it would only overflow again.
         self.enabled = false;
-        self.drop_conn(conn, Some(n.clone()), DownReason::NotificationSent(n.to_string()), out);
+        self.drop_conn(
+            conn,
+            Some(n.clone()),
+            DownReason::NotificationSent(n.to_string()),
+            out,
+        );
     }
 
     /// Sends `notify` (if any) and closes `conn`; if it carried the session, the session goes

@@ -1,7 +1,5 @@
 use super::*;
-use crate::codec::{
-    Capability, GrFamily, GracefulRestartCap, Open, OpenSubcode, UpdateSubcode,
-};
+use crate::codec::{Capability, GrFamily, GracefulRestartCap, Open, OpenSubcode, UpdateSubcode};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const THEM: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -60,7 +58,10 @@ fn established(config: SessionConfig, peer: Message) -> Session {
     });
     recv(&mut s, 1, peer);
     let a = recv(&mut s, 1, Message::Keepalive);
-    assert!(a.iter().any(|a| matches!(a, Action::Established { .. })), "{a:?}");
+    assert!(
+        a.iter().any(|a| matches!(a, Action::Established { .. })),
+        "{a:?}"
+    );
     s
 }
 
@@ -71,7 +72,10 @@ fn active_open_walks_every_state_to_established() {
     let a = s.handle(Event::ManualStart);
     assert_eq!(s.state(), State::Connect);
     assert!(a.contains(&Action::Connect));
-    assert_eq!(timer_started(&a, TimerKind::ConnectRetry), Some(Duration::from_secs(30)));
+    assert_eq!(
+        timer_started(&a, TimerKind::ConnectRetry),
+        Some(Duration::from_secs(30))
+    );
 
     let a = s.handle(Event::TcpConnected {
         conn: 7,
@@ -80,26 +84,42 @@ fn active_open_walks_every_state_to_established() {
     assert_eq!(s.state(), State::OpenSent);
     let msgs = sent(&a);
     assert!(matches!(&msgs[..], [(7, Message::Open(o))] if o.asn() == 65001 && o.hold_time == 90));
-    assert_eq!(timer_started(&a, TimerKind::Hold), Some(Duration::from_secs(240)));
+    assert_eq!(
+        timer_started(&a, TimerKind::Hold),
+        Some(Duration::from_secs(240))
+    );
 
     let a = recv(&mut s, 7, peer_open(65002, 30, THEM, vec![]));
     assert_eq!(s.state(), State::OpenConfirm);
     assert_eq!(sent(&a), vec![(7, Message::Keepalive)]);
-    assert_eq!(timer_started(&a, TimerKind::Hold), Some(Duration::from_secs(30)));
-    assert_eq!(timer_started(&a, TimerKind::Keepalive), Some(Duration::from_secs(10)));
+    assert_eq!(
+        timer_started(&a, TimerKind::Hold),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        timer_started(&a, TimerKind::Keepalive),
+        Some(Duration::from_secs(10))
+    );
 
     let a = recv(&mut s, 7, Message::Keepalive);
     assert_eq!(s.state(), State::Established);
     let neg = a
         .iter()
         .find_map(|a| match a {
-            Action::Established { conn: 7, negotiated } => Some(negotiated.clone()),
+            Action::Established {
+                conn: 7,
+                negotiated,
+            } => Some(negotiated.clone()),
             _ => None,
         })
         .expect("Established action");
     assert_eq!(neg.hold_time, 30, "hold time is the minimum of both");
     assert!(neg.four_octet_as);
-    assert_eq!(neg.families, vec![Family::IPV4_UNICAST], "intersection of families");
+    assert_eq!(
+        neg.families,
+        vec![Family::IPV4_UNICAST],
+        "intersection of families"
+    );
     assert_eq!(s.established_conn(), Some(7));
 }
 
@@ -111,7 +131,9 @@ fn passive_session_waits_and_never_connects() {
     let a = s.handle(Event::ManualStart);
     assert_eq!(s.state(), State::Active);
     assert!(!a.contains(&Action::Connect));
-    assert!(s.handle(Event::TimerExpired(TimerKind::ConnectRetry)).is_empty());
+    assert!(s
+        .handle(Event::TimerExpired(TimerKind::ConnectRetry))
+        .is_empty());
     s.handle(Event::TcpConnected {
         conn: 1,
         direction: Direction::Incoming,
@@ -135,14 +157,20 @@ fn tcp_failure_goes_active_and_retries() {
 fn hold_timer_expiry_sends_notification_and_goes_down() {
     let mut s = established(cfg(65001, 65002), peer_open(65002, 90, THEM, vec![]));
     let a = s.handle(Event::TimerExpired(TimerKind::Hold));
-    assert_eq!(notification_sent(&a), Some(NotificationError::HoldTimerExpired(0)));
+    assert_eq!(
+        notification_sent(&a),
+        Some(NotificationError::HoldTimerExpired(0))
+    );
     assert!(a.contains(&Action::CloseTcp { conn: 1 }));
     assert!(a.contains(&Action::PeerDown {
         reason: DownReason::HoldTimerExpired,
         retain: None
     }));
     assert_eq!(s.state(), State::Idle);
-    assert!(timer_started(&a, TimerKind::IdleHold).is_some(), "restarts automatically");
+    assert!(
+        timer_started(&a, TimerKind::IdleHold).is_some(),
+        "restarts automatically"
+    );
     let a = s.handle(Event::TimerExpired(TimerKind::IdleHold));
     assert!(a.contains(&Action::Connect));
 }
@@ -152,7 +180,10 @@ fn keepalive_timer_sends_keepalive_and_rearms() {
     let mut s = established(cfg(65001, 65002), peer_open(65002, 9, THEM, vec![]));
     let a = s.handle(Event::TimerExpired(TimerKind::Keepalive));
     assert_eq!(sent(&a), vec![(1, Message::Keepalive)]);
-    assert_eq!(timer_started(&a, TimerKind::Keepalive), Some(Duration::from_secs(3)));
+    assert_eq!(
+        timer_started(&a, TimerKind::Keepalive),
+        Some(Duration::from_secs(3))
+    );
 }
 
 #[test]
@@ -193,7 +224,10 @@ fn open_checks_reject_with_the_right_subcode() {
     );
     // A 4-octet peer AS checked through the capability, not the AS_TRANS field.
     assert_eq!(
-        open_rejected(cfg(65001, 4200000002), peer_open(4200000003, 90, THEM, vec![])),
+        open_rejected(
+            cfg(65001, 4200000002),
+            peer_open(4200000003, 90, THEM, vec![])
+        ),
         O(OpenSubcode::BadPeerAs)
     );
     assert_eq!(
@@ -201,7 +235,10 @@ fn open_checks_reject_with_the_right_subcode() {
         O(OpenSubcode::UnacceptableHoldTime)
     );
     assert_eq!(
-        open_rejected(cfg(65001, 65002), peer_open(65002, 90, Ipv4Addr::UNSPECIFIED, vec![])),
+        open_rejected(
+            cfg(65001, 65002),
+            peer_open(65002, 90, Ipv4Addr::UNSPECIFIED, vec![])
+        ),
         O(OpenSubcode::BadBgpIdentifier)
     );
     assert_eq!(
@@ -219,7 +256,10 @@ fn open_checks_reject_with_the_right_subcode() {
 
 #[test]
 fn four_octet_peer_as_accepted_via_capability() {
-    let s = established(cfg(65001, 4200000002), peer_open(4200000002, 90, THEM, vec![]));
+    let s = established(
+        cfg(65001, 4200000002),
+        peer_open(4200000002, 90, THEM, vec![]),
+    );
     assert_eq!(s.negotiated().unwrap().peer_as, 4200000002);
 }
 
@@ -230,7 +270,11 @@ fn peer_without_four_octet_capability_gets_two_octet_codec() {
     let n = s.negotiated().unwrap();
     assert!(!n.four_octet_as);
     assert!(!s.codec_context(1).four_octet_as);
-    assert_eq!(n.families, vec![Family::IPV4_UNICAST], "no MP capability means IPv4 only");
+    assert_eq!(
+        n.families,
+        vec![Family::IPV4_UNICAST],
+        "no MP capability means IPv4 only"
+    );
 }
 
 #[test]
@@ -254,7 +298,10 @@ fn collide(local_id: Ipv4Addr, peer_id: Ipv4Addr) -> (Session, Vec<Action>) {
         conn: 2,
         direction: Direction::Incoming,
     });
-    assert!(matches!(&sent(&a)[..], [(2, Message::Open(_))]), "OPEN on the second connection too");
+    assert!(
+        matches!(&sent(&a)[..], [(2, Message::Open(_))]),
+        "OPEN on the second connection too"
+    );
     let mut all = recv(&mut s, 1, peer_open(65002, 90, peer_id, vec![]));
     all.extend(recv(&mut s, 2, peer_open(65002, 90, peer_id, vec![])));
     (s, all)
@@ -314,7 +361,10 @@ fn gr_cap(time: u16) -> Capability {
 
 #[test]
 fn graceful_restart_retains_routes_until_timer() {
-    let mut s = established(cfg(65001, 65002), peer_open(65002, 90, THEM, vec![gr_cap(60)]));
+    let mut s = established(
+        cfg(65001, 65002),
+        peer_open(65002, 90, THEM, vec![gr_cap(60)]),
+    );
     let a = s.handle(Event::TcpClosed { conn: 1 });
     let retain = a.iter().find_map(|a| match a {
         Action::PeerDown { retain, .. } => Some(retain.clone()),
@@ -327,41 +377,68 @@ fn graceful_restart_retains_routes_until_timer() {
             restart_time: Duration::from_secs(60)
         }))
     );
-    assert_eq!(timer_started(&a, TimerKind::GracefulRestart), Some(Duration::from_secs(60)));
+    assert_eq!(
+        timer_started(&a, TimerKind::GracefulRestart),
+        Some(Duration::from_secs(60))
+    );
     let a = s.handle(Event::TimerExpired(TimerKind::GracefulRestart));
     assert_eq!(a, vec![Action::GracefulRestartExpired]);
     // Expired once: a second expiry is a no-op.
-    assert!(s.handle(Event::TimerExpired(TimerKind::GracefulRestart)).is_empty());
+    assert!(s
+        .handle(Event::TimerExpired(TimerKind::GracefulRestart))
+        .is_empty());
 }
 
 #[test]
 fn graceful_restart_timer_stops_when_session_returns() {
-    let mut s = established(cfg(65001, 65002), peer_open(65002, 90, THEM, vec![gr_cap(60)]));
+    let mut s = established(
+        cfg(65001, 65002),
+        peer_open(65002, 90, THEM, vec![gr_cap(60)]),
+    );
     // The peer reconnects while we still think the session is up: it restarted.
     let a = s.handle(Event::TcpConnected {
         conn: 2,
         direction: Direction::Incoming,
     });
-    assert!(a.iter().any(|a| matches!(a,
-        Action::PeerDown { reason: DownReason::PeerRestarted, retain: Some(_) })));
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PeerDown {
+            reason: DownReason::PeerRestarted,
+            retain: Some(_)
+        }
+    )));
     assert!(a.contains(&Action::CloseTcp { conn: 1 }));
     recv(&mut s, 2, peer_open(65002, 90, THEM, vec![gr_cap(60)]));
     let a = recv(&mut s, 2, Message::Keepalive);
     assert!(a.contains(&Action::StopTimer(TimerKind::GracefulRestart)));
-    assert!(s.handle(Event::TimerExpired(TimerKind::GracefulRestart)).is_empty());
+    assert!(s
+        .handle(Event::TimerExpired(TimerKind::GracefulRestart))
+        .is_empty());
 }
 
 #[test]
 fn notification_from_peer_ends_session_without_retention() {
-    let mut s = established(cfg(65001, 65002), peer_open(65002, 90, THEM, vec![gr_cap(60)]));
+    let mut s = established(
+        cfg(65001, 65002),
+        peer_open(65002, 90, THEM, vec![gr_cap(60)]),
+    );
     let a = recv(
         &mut s,
         1,
         Message::Notification(Notification::cease(CeaseSubcode::AdministrativeShutdown)),
     );
-    assert!(a.iter().any(|a| matches!(a,
-        Action::PeerDown { reason: DownReason::NotificationReceived(_), retain: None })));
-    assert_eq!(notification_sent(&a), None, "never answer a NOTIFICATION with one");
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PeerDown {
+            reason: DownReason::NotificationReceived(_),
+            retain: None
+        }
+    )));
+    assert_eq!(
+        notification_sent(&a),
+        None,
+        "never answer a NOTIFICATION with one"
+    );
     assert_eq!(s.state(), State::Idle);
 }
 
@@ -376,13 +453,17 @@ fn unexpected_messages_are_fsm_errors() {
     let a = recv(&mut s, 1, Message::Update(Update::default()));
     assert_eq!(
         notification_sent(&a),
-        Some(NotificationError::Fsm(FsmSubcode::UnexpectedMessageInOpenSent))
+        Some(NotificationError::Fsm(
+            FsmSubcode::UnexpectedMessageInOpenSent
+        ))
     );
     let mut s = established(cfg(65001, 65002), peer_open(65002, 90, THEM, vec![]));
     let a = recv(&mut s, 1, peer_open(65002, 90, THEM, vec![]));
     assert_eq!(
         notification_sent(&a),
-        Some(NotificationError::Fsm(FsmSubcode::UnexpectedMessageInEstablished))
+        Some(NotificationError::Fsm(
+            FsmSubcode::UnexpectedMessageInEstablished
+        ))
     );
 }
 
@@ -409,7 +490,9 @@ fn decode_errors_reset_or_withdraw() {
     });
     assert_eq!(
         notification_sent(&a),
-        Some(NotificationError::Update(UpdateSubcode::MalformedAttributeList))
+        Some(NotificationError::Update(
+            UpdateSubcode::MalformedAttributeList
+        ))
     );
     assert_eq!(s.state(), State::Idle);
 }
@@ -425,7 +508,10 @@ fn updates_and_end_of_rib_are_passed_up() {
     };
     let a = recv(&mut s, 1, Message::Update(u.clone()));
     assert!(a.contains(&Action::RoutesReceived(u)));
-    assert!(timer_started(&a, TimerKind::Hold).is_some(), "an UPDATE restarts the hold timer");
+    assert!(
+        timer_started(&a, TimerKind::Hold).is_some(),
+        "an UPDATE restarts the hold timer"
+    );
 }
 
 #[test]
@@ -442,11 +528,20 @@ fn max_prefix_sends_cease_and_stays_down() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(n.error, NotificationError::Cease(CeaseSubcode::MaximumPrefixesReached));
+    assert_eq!(
+        n.error,
+        NotificationError::Cease(CeaseSubcode::MaximumPrefixesReached)
+    );
     assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 10]);
     assert!(a.iter().any(|a| matches!(a, Action::PeerDown { .. })));
-    assert_eq!(timer_started(&a, TimerKind::IdleHold), None, "no automatic restart");
-    assert!(s.handle(Event::TimerExpired(TimerKind::IdleHold)).is_empty());
+    assert_eq!(
+        timer_started(&a, TimerKind::IdleHold),
+        None,
+        "no automatic restart"
+    );
+    assert!(s
+        .handle(Event::TimerExpired(TimerKind::IdleHold))
+        .is_empty());
 }
 
 #[test]
@@ -455,7 +550,9 @@ fn manual_stop_sends_cease_admin_shutdown() {
     let a = s.handle(Event::ManualStop);
     assert_eq!(
         notification_sent(&a),
-        Some(NotificationError::Cease(CeaseSubcode::AdministrativeShutdown))
+        Some(NotificationError::Cease(
+            CeaseSubcode::AdministrativeShutdown
+        ))
     );
     assert_eq!(s.state(), State::Idle);
     // Disabled: incoming connections are refused.

@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn highest_local_pref_wins_over_shorter_path() {
-        let a = PathAttrs { local_pref: Some(200), ..attrs(&[1, 2, 3]) };
+        let a = PathAttrs {
+            local_pref: Some(200),
+            ..attrs(&[1, 2, 3])
+        };
         let b = attrs(&[1]);
         assert_eq!(best(&[cand(&b, true, 1), cand(&a, true, 2)]), 1);
     }
@@ -130,18 +133,33 @@ mod tests {
 
     #[test]
     fn lowest_origin_wins() {
-        let a = PathAttrs { origin: Origin::Incomplete, ..attrs(&[1]) };
-        let b = PathAttrs { origin: Origin::Egp, ..attrs(&[2]) };
+        let a = PathAttrs {
+            origin: Origin::Incomplete,
+            ..attrs(&[1])
+        };
+        let b = PathAttrs {
+            origin: Origin::Egp,
+            ..attrs(&[2])
+        };
         assert_eq!(best(&[cand(&a, false, 1), cand(&b, false, 2)]), 1);
     }
 
     #[test]
     fn med_compared_only_within_the_same_neighbour_as() {
-        let a = PathAttrs { med: Some(50), ..attrs(&[1, 9]) };
-        let b = PathAttrs { med: Some(10), ..attrs(&[1, 8]) };
+        let a = PathAttrs {
+            med: Some(50),
+            ..attrs(&[1, 9])
+        };
+        let b = PathAttrs {
+            med: Some(10),
+            ..attrs(&[1, 8])
+        };
         assert_eq!(best(&[cand(&a, false, 1), cand(&b, false, 2)]), 1);
         // Different neighbour AS: MED ignored, router id decides.
-        let c = PathAttrs { med: Some(10), ..attrs(&[2, 8]) };
+        let c = PathAttrs {
+            med: Some(10),
+            ..attrs(&[2, 8])
+        };
         assert_eq!(best(&[cand(&a, false, 1), cand(&c, false, 2)]), 0);
         // A missing MED counts as 0.
         let d = attrs(&[1, 7]);
@@ -161,7 +179,10 @@ mod tests {
         let b = attrs(&[2]);
         assert_eq!(best(&[cand(&a, false, 5), cand(&b, false, 3)]), 1);
         // A reflected path is judged by its ORIGINATOR_ID, not the reflector's id.
-        let r = PathAttrs { originator_id: Some(Ipv4Addr::new(10, 0, 0, 1)), ..attrs(&[]) };
+        let r = PathAttrs {
+            originator_id: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            ..attrs(&[])
+        };
         let s = attrs(&[]);
         assert_eq!(best(&[cand(&s, true, 2), cand(&r, true, 9)]), 1);
     }
@@ -169,8 +190,16 @@ mod tests {
     #[test]
     fn shorter_cluster_list_then_lowest_peer_address() {
         let id = Some(Ipv4Addr::new(10, 0, 0, 1));
-        let a = PathAttrs { originator_id: id, cluster_list: vec![Ipv4Addr::new(1, 1, 1, 1); 2], ..attrs(&[]) };
-        let b = PathAttrs { originator_id: id, cluster_list: vec![Ipv4Addr::new(1, 1, 1, 1)], ..attrs(&[]) };
+        let a = PathAttrs {
+            originator_id: id,
+            cluster_list: vec![Ipv4Addr::new(1, 1, 1, 1); 2],
+            ..attrs(&[])
+        };
+        let b = PathAttrs {
+            originator_id: id,
+            cluster_list: vec![Ipv4Addr::new(1, 1, 1, 1)],
+            ..attrs(&[])
+        };
         assert_eq!(best(&[cand(&a, true, 1), cand(&b, true, 2)]), 1);
         let x = attrs(&[1]);
         let mut c1 = cand(&x, false, 1);
@@ -185,7 +214,11 @@ mod tests {
         let a = attrs(&[1]);
         let b = attrs(&[2]);
         let c = attrs(&[3, 4]);
-        let s = select(&[cand(&a, false, 2), cand(&b, false, 1), cand(&c, false, 3)], 65000).unwrap();
+        let s = select(
+            &[cand(&a, false, 2), cand(&b, false, 1), cand(&c, false, 3)],
+            65000,
+        )
+        .unwrap();
         assert_eq!(s.best, 1);
         assert_eq!(s.ecmp, vec![0, 1]);
     }

@@ -276,7 +276,10 @@ impl Rib {
         for p in &flushed {
             peer.adj_in.remove(p);
         }
-        let prefixes: Vec<IpNet> = flushed.into_iter().chain(self.best.keys().copied()).collect();
+        let prefixes: Vec<IpNet> = flushed
+            .into_iter()
+            .chain(self.best.keys().copied())
+            .collect();
         let mut out = self.run(|rib, pending| {
             for p in prefixes {
                 rib.recompute(p, pending);
@@ -378,8 +381,22 @@ impl Rib {
             touched.push(p);
         }
         let groups = [
-            (v4, update.nlri.iter().copied().map(IpNet::V4).collect::<Vec<_>>()),
-            (mp, update.mp_reach().map(|r| r.nlri.clone()).unwrap_or_default()),
+            (
+                v4,
+                update
+                    .nlri
+                    .iter()
+                    .copied()
+                    .map(IpNet::V4)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                mp,
+                update
+                    .mp_reach()
+                    .map(|r| r.nlri.clone())
+                    .unwrap_or_default(),
+            ),
         ];
         for (attrs, prefixes) in groups {
             let Some(attrs) = attrs else { continue };
@@ -388,7 +405,9 @@ impl Rib {
                 if !families.contains(&Family::of(&p)) {
                     continue;
                 }
-                let accepted = attrs.as_ref().filter(|_| peer.cfg.policy.import.accepts(&p));
+                let accepted = attrs
+                    .as_ref()
+                    .filter(|_| peer.cfg.policy.import.accepts(&p));
                 peer.adj_in.insert(
                     p,
                     InEntry {
@@ -497,7 +516,9 @@ impl Rib {
             }
         }
         self.export_prefix(prefix, new_best.as_ref(), pending);
-        pending.routes.extend(kernel_diff(prefix, &old_hops, &new_hops));
+        pending
+            .routes
+            .extend(kernel_diff(prefix, &old_hops, &new_hops));
     }
 
     fn export_prefix(&mut self, prefix: IpNet, best: Option<&BestEntry>, pending: &mut Pending) {
@@ -542,7 +563,11 @@ impl Rib {
     fn flush(&self, pending: Pending, out: &mut RibOutput) {
         for (peer, prefixes) in pending.withdraw {
             for family in [Family::IPV4_UNICAST, Family::IPV6_UNICAST] {
-                let ps: Vec<IpNet> = prefixes.iter().copied().filter(|p| Family::of(p) == family).collect();
+                let ps: Vec<IpNet> = prefixes
+                    .iter()
+                    .copied()
+                    .filter(|p| Family::of(p) == family)
+                    .collect();
                 if !ps.is_empty() {
                     for u in path::withdraw_updates(family, ps) {
                         out.updates.push((peer, u));
@@ -551,7 +576,10 @@ impl Rib {
             }
         }
         for (peer, entries) in pending.announce {
-            let four = self.peers[&peer].session.as_ref().is_some_and(|s| s.four_octet);
+            let four = self.peers[&peer]
+                .session
+                .as_ref()
+                .is_some_and(|s| s.four_octet);
             let mut groups: Vec<(Family, Arc<PathAttrs>, Vec<IpNet>)> = Vec::new();
             let mut index: HashMap<(Family, Arc<PathAttrs>), usize> = HashMap::new();
             for (p, a) in entries {

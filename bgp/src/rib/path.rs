@@ -70,7 +70,10 @@ impl PathAttrs {
 
     /// Builds the attributes an UPDATE gives its IPv4 NLRI and its MP_REACH_NLRI prefixes.
     /// `four_octet` is the session's AS width; AS4_* are folded in here.
-    pub fn from_update(update: &Update, four_octet: bool) -> (Option<PathAttrs>, Option<PathAttrs>) {
+    pub fn from_update(
+        update: &Update,
+        four_octet: bool,
+    ) -> (Option<PathAttrs>, Option<PathAttrs>) {
         let mut attrs = update.attributes.clone();
         as4::reconcile_inbound(&mut attrs, four_octet);
         let mut base = PathAttrs::local(Origin::Incomplete);
@@ -116,7 +119,12 @@ impl PathAttrs {
     }
 
     /// The wire attributes for these prefixes of `family` (NEXT_HOP or MP_REACH_NLRI added).
-    pub fn to_attributes(&self, family: Family, nlri: Vec<IpNet>, four_octet: bool) -> (Vec<Attribute>, Vec<IpNet>) {
+    pub fn to_attributes(
+        &self,
+        family: Family,
+        nlri: Vec<IpNet>,
+        four_octet: bool,
+    ) -> (Vec<Attribute>, Vec<IpNet>) {
         let mut v = vec![
             Attribute::new(AttrValue::Origin(self.origin)),
             Attribute::new(AttrValue::AsPath(self.as_path.clone())),
@@ -159,13 +167,17 @@ impl PathAttrs {
             v.push(Attribute::new(AttrValue::Aggregator(ag)));
         }
         if !self.communities.is_empty() {
-            v.push(Attribute::new(AttrValue::Communities(self.communities.clone())));
+            v.push(Attribute::new(AttrValue::Communities(
+                self.communities.clone(),
+            )));
         }
         if let Some(o) = self.originator_id {
             v.push(Attribute::new(AttrValue::OriginatorId(o)));
         }
         if !self.cluster_list.is_empty() {
-            v.push(Attribute::new(AttrValue::ClusterList(self.cluster_list.clone())));
+            v.push(Attribute::new(AttrValue::ClusterList(
+                self.cluster_list.clone(),
+            )));
         }
         if let Some(mp) = mp {
             v.push(Attribute::new(AttrValue::MpReach(mp)));
@@ -218,7 +230,12 @@ fn chunk_prefixes(prefixes: Vec<IpNet>, room: usize) -> Vec<Vec<IpNet>> {
 }
 
 /// UPDATEs that announce `prefixes` (one family) with `attrs`, each within 4096 octets.
-pub fn announce_updates(attrs: &PathAttrs, family: Family, prefixes: Vec<IpNet>, four_octet: bool) -> Vec<Update> {
+pub fn announce_updates(
+    attrs: &PathAttrs,
+    family: Family,
+    prefixes: Vec<IpNet>,
+    four_octet: bool,
+) -> Vec<Update> {
     let ctx = CodecContext {
         four_octet_as: four_octet,
     };

@@ -36,7 +36,11 @@ pub(crate) struct ConnHandle {
 
 impl ConnHandle {
     /// Splits the stream and starts both tasks.
-    pub fn start(id: ConnId, stream: TcpStream, events: mpsc::UnboundedSender<ConnEvent>) -> std::io::Result<Self> {
+    pub fn start(
+        id: ConnId,
+        stream: TcpStream,
+        events: mpsc::UnboundedSender<ConnEvent>,
+    ) -> std::io::Result<Self> {
         let local = stream.local_addr()?;
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();

@@ -158,16 +158,26 @@ impl Speaker {
     /// The Loc-RIB: best route per prefix with its ECMP next hops.
     pub async fn loc_rib(&self) -> Result<Vec<LocRoute>, Error> {
         let (tx, rx) = oneshot::channel();
-        self.api.send(ApiCmd::LocRib(tx)).map_err(|_| Error::Stopped)?;
+        self.api
+            .send(ApiCmd::LocRib(tx))
+            .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Every peer's state, uptime and prefix counts.
     pub async fn status(&self) -> Result<Vec<PeerStatus>, Error> {
         let (tx, rx) = oneshot::channel();
-        self.api.send(ApiCmd::Counts(tx)).map_err(|_| Error::Stopped)?;
+        self.api
+            .send(ApiCmd::Counts(tx))
+            .map_err(|_| Error::Stopped)?;
         let counts = rx.await.map_err(|_| Error::Stopped)?;
-        let mut v: Vec<PeerStatus> = self.status.lock().expect("status lock").values().cloned().collect();
+        let mut v: Vec<PeerStatus> = self
+            .status
+            .lock()
+            .expect("status lock")
+            .values()
+            .cloned()
+            .collect();
         for s in &mut v {
             if let Some((rx, tx)) = counts.get(&s.address) {
                 s.prefixes_received = *rx;
@@ -215,7 +225,10 @@ async fn accept_loop(l: TcpListener, peers: HashMap<IpAddr, mpsc::UnboundedSende
             continue;
         };
         let ip = match remote.ip() {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
         match peers.get(&ip) {
@@ -252,14 +265,20 @@ impl Core {
 
     fn report(&mut self, r: PeerReport) {
         let (peer, out) = match r {
-            PeerReport::Up { peer, generation, session } => {
+            PeerReport::Up {
+                peer,
+                generation,
+                session,
+            } => {
                 self.generations.insert(peer, generation);
                 (peer, self.rib.peer_up(peer, session))
             }
             PeerReport::Down { peer, retain } => (peer, self.rib.peer_down(peer, &retain)),
             PeerReport::Update { peer, update } => (peer, self.rib.apply_update(peer, &update)),
             PeerReport::EndOfRib { peer, family } => (peer, self.rib.end_of_rib(peer, family)),
-            PeerReport::RouteRefresh { peer, family } => (peer, self.rib.route_refresh(peer, family)),
+            PeerReport::RouteRefresh { peer, family } => {
+                (peer, self.rib.route_refresh(peer, family))
+            }
             PeerReport::GracefulRestartExpired { peer } => {
                 (peer, self.rib.graceful_restart_expired(peer))
             }
@@ -289,7 +308,12 @@ impl Core {
                 let counts = self
                     .peers
                     .keys()
-                    .map(|a| (*a, (self.rib.prefixes_received(*a), self.rib.prefixes_sent(*a))))
+                    .map(|a| {
+                        (
+                            *a,
+                            (self.rib.prefixes_received(*a), self.rib.prefixes_sent(*a)),
+                        )
+                    })
                     .collect();
                 let _ = tx.send(counts);
             }
@@ -307,7 +331,10 @@ impl Core {
         for (peer, updates) in per_peer {
             let generation = self.generations.get(&peer).copied().unwrap_or(0);
             if let Some(tx) = self.peers.get(&peer) {
-                let _ = tx.send(PeerCmd::Send { generation, updates });
+                let _ = tx.send(PeerCmd::Send {
+                    generation,
+                    updates,
+                });
             }
         }
     }

@@ -19,7 +19,10 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub(crate) enum PeerCmd {
     /// Send these UPDATEs if session generation `generation` is still up.
-    Send { generation: u64, updates: Vec<Update> },
+    Send {
+        generation: u64,
+        updates: Vec<Update>,
+    },
     /// The peer exceeded its prefix limit.
     MaxPrefix { family: Family, limit: u32 },
     /// The listener accepted a connection from this peer.
@@ -32,7 +35,11 @@ pub(crate) enum PeerCmd {
 #[derive(Debug)]
 pub(crate) enum PeerReport {
     /// Session `generation` is up.
-    Up { peer: IpAddr, generation: u64, session: PeerSession },
+    Up {
+        peer: IpAddr,
+        generation: u64,
+        session: PeerSession,
+    },
     /// The session went down; keep these families' routes as stale.
     Down { peer: IpAddr, retain: Vec<Family> },
     /// Routes arrived.
@@ -116,8 +123,13 @@ impl PeerTask {
 
     fn command(&mut self, cmd: PeerCmd) {
         match cmd {
-            PeerCmd::Send { generation, updates } => {
-                let Some(conn) = self.session.established_conn() else { return };
+            PeerCmd::Send {
+                generation,
+                updates,
+            } => {
+                let Some(conn) = self.session.established_conn() else {
+                    return;
+                };
                 if generation != self.generation {
                     return; // computed for an earlier session
                 }
@@ -157,7 +169,10 @@ impl PeerTask {
             }
             ConnEvent::FrameError(conn, e) => {
                 if self.conns.contains_key(&conn) {
-                    self.feed(Event::MessageReceived { conn, message: Err(e) });
+                    self.feed(Event::MessageReceived {
+                        conn,
+                        message: Err(e),
+                    });
                 }
             }
             ConnEvent::Closed(conn) => {
@@ -174,7 +189,10 @@ impl PeerTask {
         match ConnHandle::start(id, stream, self.conn_tx.clone()) {
             Ok(h) => {
                 self.conns.insert(id, h);
-                self.feed(Event::TcpConnected { conn: id, direction });
+                self.feed(Event::TcpConnected {
+                    conn: id,
+                    direction,
+                });
             }
             Err(e) => tracing::warn!(peer = %self.addr(), error = %e, "cannot use connection"),
         }
@@ -195,12 +213,16 @@ impl PeerTask {
     }
 
     fn send(&mut self, conn: ConnId, m: &Message, ctx: crate::codec::CodecContext) {
-        let Some(h) = self.conns.get(&conn) else { return };
+        let Some(h) = self.conns.get(&conn) else {
+            return;
+        };
         match m.encode(&ctx) {
             Ok(bytes) => {
                 let _ = h.tx.send(bytes);
             }
-            Err(e) => tracing::error!(peer = %self.cfg.address, len = e.len, "message too long, not sent"),
+            Err(e) => {
+                tracing::error!(peer = %self.cfg.address, len = e.len, "message too long, not sent")
+            }
         }
     }
 
@@ -221,8 +243,17 @@ impl PeerTask {
                     c.abort();
                 }
                 let remote = SocketAddr::new(self.cfg.address, self.cfg.port);
-                let timeout = self.session.config().connect_retry.max(Duration::from_secs(1));
-                self.connecting = Some(spawn_connect(remote, self.cfg.local_address, timeout, self.conn_tx.clone()));
+                let timeout = self
+                    .session
+                    .config()
+                    .connect_retry
+                    .max(Duration::from_secs(1));
+                self.connecting = Some(spawn_connect(
+                    remote,
+                    self.cfg.local_address,
+                    timeout,
+                    self.conn_tx.clone(),
+                ));
             }
             Action::SendMessage { conn, message } => {
                 let ctx = self.session.codec_context(conn);
@@ -253,7 +284,11 @@ impl PeerTask {
                     s.established_since = Some(SystemTime::now());
                     s.negotiated = Some(negotiated.clone());
                 });
-                let _ = self.report.send(PeerReport::Up { peer, generation: self.generation, session });
+                let _ = self.report.send(PeerReport::Up {
+                    peer,
+                    generation: self.generation,
+                    session,
+                });
             }
             Action::RoutesReceived(update) => {
                 let _ = self.report.send(PeerReport::Update { peer, update });
@@ -277,7 +312,9 @@ impl PeerTask {
                 let _ = self.report.send(PeerReport::Down { peer, retain });
             }
             Action::GracefulRestartExpired => {
-                let _ = self.report.send(PeerReport::GracefulRestartExpired { peer });
+                let _ = self
+                    .report
+                    .send(PeerReport::GracefulRestartExpired { peer });
             }
         }
     }
@@ -314,7 +351,12 @@ impl PeerTask {
     }
 
     fn update_status(&self, f: impl FnOnce(&mut PeerStatus)) {
-        if let Some(s) = self.status.lock().expect("status lock").get_mut(&self.cfg.address) {
+        if let Some(s) = self
+            .status
+            .lock()
+            .expect("status lock")
+            .get_mut(&self.cfg.address)
+        {
             f(s);
         }
     }

@@ -25,7 +25,11 @@ impl Owned {
             .stderr(Stdio::from(out))
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Owned { child: Some(child), name: name.into(), log }
+        Owned {
+            child: Some(child),
+            name: name.into(),
+            log,
+        }
     }
 
     /// The process id (`ip netns exec` execs the program, so it is the daemon's).
@@ -40,7 +44,9 @@ impl Owned {
 
     /// Asks the process to exit (SIGTERM), waits up to 10 s, then kills it.
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else { return };
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
         let pid = Pid::from_raw(c.id() as i32);
         let _ = kill(pid, Signal::SIGCONT);
         let _ = kill(pid, Signal::SIGTERM);
@@ -84,7 +90,16 @@ impl Bird {
     /// Writes `conf` into `dir` and starts BIRD in `ns`.
     pub fn start(ns: &str, dir: &Path, conf: &str) -> Bird {
         std::fs::write(dir.join("bird.conf"), conf).unwrap();
-        let mut b = Bird { proc: Owned { child: None, name: "bird".into(), log: dir.join("bird.log") }, ns: ns.into(), dir: dir.into(), conf: conf.into() };
+        let mut b = Bird {
+            proc: Owned {
+                child: None,
+                name: "bird".into(),
+                log: dir.join("bird.log"),
+            },
+            ns: ns.into(),
+            dir: dir.into(),
+            conf: conf.into(),
+        };
         b.restart();
         b
     }
@@ -94,15 +109,36 @@ impl Bird {
         let conf = self.dir.join("bird.conf");
         let sock = self.dir.join("bird.sock");
         let _ = std::fs::remove_file(&sock);
-        self.proc = Owned::spawn("bird", &self.ns, &["bird", "-f", "-c", conf.to_str().unwrap(), "-s", sock.to_str().unwrap()], self.dir.join("bird.log"));
-        wait_until("bird control socket", Duration::from_secs(10), || sock.exists());
+        self.proc = Owned::spawn(
+            "bird",
+            &self.ns,
+            &[
+                "bird",
+                "-f",
+                "-c",
+                conf.to_str().unwrap(),
+                "-s",
+                sock.to_str().unwrap(),
+            ],
+            self.dir.join("bird.log"),
+        );
+        wait_until("bird control socket", Duration::from_secs(10), || {
+            sock.exists()
+        });
     }
 
     /// Runs a birdc command.
     pub fn birdc(&self, cmd: &str) -> String {
         let sock = self.dir.join("bird.sock");
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "birdc", "-s", sock.to_str().unwrap()])
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "birdc",
+                "-s",
+                sock.to_str().unwrap(),
+            ])
             .args(cmd.split_whitespace())
             .output()
             .unwrap();
@@ -111,7 +147,8 @@ impl Bird {
 
     /// Whether a BGP protocol is Established.
     pub fn established(&self, protocol: &str) -> bool {
-        self.birdc(&format!("show protocols {protocol}")).contains("Established")
+        self.birdc(&format!("show protocols {protocol}"))
+            .contains("Established")
     }
 
     /// `show route` output for a table (master4 / master6).
@@ -134,9 +171,28 @@ impl Gobgp {
         let conf = dir.join("gobgpd.toml");
         std::fs::write(&conf, toml).unwrap();
         let api = "127.0.0.1:50051".to_string();
-        let proc = Owned::spawn("gobgpd", ns, &["gobgpd", "-f", conf.to_str().unwrap(), "--api-hosts", &api, "-l", "info"], dir.join("gobgpd.log"));
-        let g = Gobgp { proc, ns: ns.into(), api };
-        wait_until("gobgpd API", Duration::from_secs(10), || g.try_cli(&["global"]).is_some());
+        let proc = Owned::spawn(
+            "gobgpd",
+            ns,
+            &[
+                "gobgpd",
+                "-f",
+                conf.to_str().unwrap(),
+                "--api-hosts",
+                &api,
+                "-l",
+                "info",
+            ],
+            dir.join("gobgpd.log"),
+        );
+        let g = Gobgp {
+            proc,
+            ns: ns.into(),
+            api,
+        };
+        wait_until("gobgpd API", Duration::from_secs(10), || {
+            g.try_cli(&["global"]).is_some()
+        });
         g
     }
 
@@ -147,17 +203,21 @@ impl Gobgp {
             .args(args)
             .output()
             .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Runs a gobgp CLI command, panicking on failure.
     pub fn cli(&self, args: &[&str]) -> String {
-        self.try_cli(args).unwrap_or_else(|| panic!("gobgp {args:?} failed; log:\n{}", self.proc.log()))
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("gobgp {args:?} failed; log:\n{}", self.proc.log()))
     }
 
     /// Whether the neighbour is Established.
     pub fn established(&self, neighbor: &str) -> bool {
-        self.try_cli(&["neighbor", neighbor]).is_some_and(|s| s.to_lowercase().contains("bgp state = established"))
+        self.try_cli(&["neighbor", neighbor])
+            .is_some_and(|s| s.to_lowercase().contains("bgp state = established"))
     }
 }
 
@@ -184,25 +244,71 @@ impl Frr {
         let zebra = Owned::spawn(
             "zebra",
             ns,
-            &["/usr/lib/frr/zebra", "-u", "frr", "-g", "frr", "-f", &format!("{d}/zebra.conf"), "-i", &format!("{d}/zebra.pid"), "-z", &zsock, "--vty_socket", d],
+            &[
+                "/usr/lib/frr/zebra",
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+                "-f",
+                &format!("{d}/zebra.conf"),
+                "-i",
+                &format!("{d}/zebra.pid"),
+                "-z",
+                &zsock,
+                "--vty_socket",
+                d,
+            ],
             dir.join("zebra.log"),
         );
-        wait_until("zebra socket", Duration::from_secs(10), || Path::new(&zsock).exists());
+        wait_until("zebra socket", Duration::from_secs(10), || {
+            Path::new(&zsock).exists()
+        });
         let bgpd = Owned::spawn(
             "bgpd",
             ns,
-            &["/usr/lib/frr/bgpd", "-u", "frr", "-g", "frr", "-f", &format!("{d}/bgpd.conf"), "-i", &format!("{d}/bgpd.pid"), "-z", &zsock, "--vty_socket", d],
+            &[
+                "/usr/lib/frr/bgpd",
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+                "-f",
+                &format!("{d}/bgpd.conf"),
+                "-i",
+                &format!("{d}/bgpd.pid"),
+                "-z",
+                &zsock,
+                "--vty_socket",
+                d,
+            ],
             dir.join("bgpd.log"),
         );
-        let f = Frr { zebra, bgpd, ns: ns.into(), dir: dir.into() };
-        wait_until("bgpd vty", Duration::from_secs(10), || dir.join("bgpd.vty").exists());
+        let f = Frr {
+            zebra,
+            bgpd,
+            ns: ns.into(),
+            dir: dir.into(),
+        };
+        wait_until("bgpd vty", Duration::from_secs(10), || {
+            dir.join("bgpd.vty").exists()
+        });
         f
     }
 
     /// Runs a vtysh command against this instance.
     pub fn vtysh(&self, cmd: &str) -> String {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "vtysh", "--vty_socket", self.dir.to_str().unwrap(), "-c", cmd])
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "vtysh",
+                "--vty_socket",
+                self.dir.to_str().unwrap(),
+                "-c",
+                cmd,
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -210,7 +316,8 @@ impl Frr {
 
     /// Whether the neighbour is Established.
     pub fn established(&self, neighbor: &str) -> bool {
-        self.vtysh(&format!("show bgp neighbors {neighbor} json")).contains("\"bgpState\":\"Established\"")
+        self.vtysh(&format!("show bgp neighbors {neighbor} json"))
+            .contains("\"bgpState\":\"Established\"")
     }
 
     /// Stops both daemons.

@@ -38,7 +38,9 @@ pub fn skip_reason(programs: &[&str]) -> Option<String> {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if !found {
-            return Some(format!("{p} is not installed (scripts/install-deps installs it)"));
+            return Some(format!(
+                "{p} is not installed (scripts/install-deps installs it)"
+            ));
         }
     }
     None
@@ -92,12 +94,40 @@ impl Topology {
         // From here on, Drop cleans up whatever was created.
         sh(&["ip", "netns", "add", &t.weft_ns]);
         sh(&["ip", "netns", "add", &t.peer_ns]);
-        let (va, vb) = (format!("vb{n}a{}", std::process::id() % 10000), format!("vb{n}b{}", std::process::id() % 10000));
-        sh(&["ip", "link", "add", &va, "netns", &t.weft_ns, "type", "veth", "peer", "name", &vb, "netns", &t.peer_ns]);
-        for (ns, dev, v4, v6) in [(&t.weft_ns, &va, WEFT_V4, WEFT_V6), (&t.peer_ns, &vb, PEER_V4, PEER_V6)] {
+        let (va, vb) = (
+            format!("vb{n}a{}", std::process::id() % 10000),
+            format!("vb{n}b{}", std::process::id() % 10000),
+        );
+        sh(&[
+            "ip", "link", "add", &va, "netns", &t.weft_ns, "type", "veth", "peer", "name", &vb,
+            "netns", &t.peer_ns,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&t.weft_ns, &va, WEFT_V4, WEFT_V6),
+            (&t.peer_ns, &vb, PEER_V4, PEER_V6),
+        ] {
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                dev,
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         t
@@ -105,7 +135,12 @@ impl Topology {
 
     /// `ip netns exec <peer ns>` prefix for commands.
     pub fn in_peer(&self) -> Vec<String> {
-        vec!["ip".into(), "netns".into(), "exec".into(), self.peer_ns.clone()]
+        vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.peer_ns.clone(),
+        ]
     }
 
     /// Runs `fut` on a tokio runtime whose threads all live in the weft namespace.
@@ -151,7 +186,10 @@ where
         if f().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -160,7 +198,10 @@ where
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
