@@ -1,8 +1,34 @@
 //! weft's BGP-4 speaker: message codec, sans-IO session state machine, RIB and policy, and a
 //! thin tokio driver.
 //!
-//! The protocol logic ([`codec`], [`fsm`], [`rib`], [`policy`]) is pure: inputs in, outputs out,
-//! timers as inputs. [`speaker`] owns sockets and clocks and feeds them in.
+//! The protocol logic is pure — inputs in, outputs out, timers as inputs:
+//!
+//! - [`codec`]: every message type, encode and decode. Decoding never panics; it yields a
+//!   message or a [`codec::DecodeError`] that names the NOTIFICATION (RFC 4271 §6) or RFC 7606
+//!   action (treat-as-withdraw, attribute discard, session reset) it calls for.
+//!   [`codec::FrameSplitter`] cuts a TCP byte stream into messages.
+//! - [`fsm`]: the RFC 4271 session: `Session::handle(Event) -> Vec<Action>`, including
+//!   collision resolution between two connections and graceful-restart bookkeeping.
+//! - [`rib`]: Adj-RIB-In, Loc-RIB with best-path selection and ECMP, Adj-RIB-Out with iBGP
+//!   rules and route reflection, graceful-restart stale routes; every call returns the kernel
+//!   route diff ([`RouteChange`]) and the UPDATEs to send.
+//! - [`policy`]: prefix lists and the prefix limit.
+//!
+//! [`speaker`] owns sockets and clocks: a task per peer, a listener, one RIB task.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weft_bgp::Error> {
+//! use weft_bgp::{PeerConfig, Speaker, SpeakerConfig};
+//! let mut cfg = SpeakerConfig::new(64512, "10.0.0.1".parse().unwrap(), Some("10.0.0.1:179".parse().unwrap()));
+//! cfg.peers.push(PeerConfig::new("10.0.0.2".parse().unwrap(), 64512));
+//! let mut speaker = Speaker::start(cfg).await?;
+//! let mut routes = speaker.take_route_changes().unwrap();
+//! speaker.announce("10.244.1.0/24".parse().unwrap())?;
+//! while let Some(change) = routes.recv().await {
+//!     println!("program the kernel: {change:?}");
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod codec;
 pub mod error;

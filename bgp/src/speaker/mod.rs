@@ -123,7 +123,8 @@ impl Speaker {
     }
 
     /// Takes the stream of kernel route changes (install/replace/remove with next hops).
-    /// Only the first call gets it.
+    /// Only the first call gets it. Changes queue up until it is taken (or dropped, which
+    /// discards them), so a caller that does not program routes should take and drop it.
     pub fn take_route_changes(&mut self) -> Option<mpsc::UnboundedReceiver<RouteChange>> {
         self.routes.take()
     }
@@ -194,6 +195,25 @@ impl Speaker {
             .into_iter()
             .find(|s| s.address == addr)
             .ok_or(Error::UnknownPeer { addr })
+    }
+
+    /// Re-enables a peer's session (after [`Speaker::stop_peer`] or a maximum-prefix cut).
+    pub fn start_peer(&self, addr: IpAddr) -> Result<(), Error> {
+        self.peer_cmd(addr, PeerCmd::Start)
+    }
+
+    /// Ends a peer's session with Cease / Administrative Shutdown; it stays down until
+    /// [`Speaker::start_peer`].
+    pub fn stop_peer(&self, addr: IpAddr) -> Result<(), Error> {
+        self.peer_cmd(addr, PeerCmd::Stop)
+    }
+
+    fn peer_cmd(&self, addr: IpAddr, cmd: PeerCmd) -> Result<(), Error> {
+        self.peers
+            .get(&addr)
+            .ok_or(Error::UnknownPeer { addr })?
+            .send(cmd)
+            .map_err(|_| Error::Stopped)
     }
 
     /// Stops every session with Cease / Administrative Shutdown and ends all tasks.

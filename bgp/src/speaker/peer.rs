@@ -27,6 +27,10 @@ pub(crate) enum PeerCmd {
     MaxPrefix { family: Family, limit: u32 },
     /// The listener accepted a connection from this peer.
     Incoming(TcpStream),
+    /// Enable the session again (after a stop or a maximum-prefix cut).
+    Start,
+    /// Stop the session with Cease / Administrative Shutdown but keep the task.
+    Stop,
     /// Stop the session (Cease) and end the task.
     Shutdown,
 }
@@ -143,6 +147,8 @@ impl PeerTask {
                 self.feed(Event::MaxPrefixExceeded { family, limit });
             }
             PeerCmd::Incoming(stream) => self.attach(stream, Direction::Incoming),
+            PeerCmd::Start => self.feed(Event::ManualStart),
+            PeerCmd::Stop => self.feed(Event::ManualStop),
             PeerCmd::Shutdown => {}
         }
     }
