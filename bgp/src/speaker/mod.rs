@@ -241,8 +241,14 @@ impl Drop for Speaker {
 
 async fn accept_loop(l: TcpListener, peers: HashMap<IpAddr, mpsc::UnboundedSender<PeerCmd>>) {
     loop {
-        let Ok((stream, remote)) = l.accept().await else {
-            continue;
+        let (stream, remote) = match l.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accepting a BGP connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let ip = match remote.ip() {
             IpAddr::V6(v6) => v6
