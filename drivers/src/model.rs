@@ -39,10 +39,14 @@ pub struct Network {
 
 impl Network {
     pub fn v4_subnets(&self) -> impl Iterator<Item = &SubnetInfo> {
-        self.subnets.iter().filter(|s| matches!(s.subnet, IpNet::V4(_)))
+        self.subnets
+            .iter()
+            .filter(|s| matches!(s.subnet, IpNet::V4(_)))
     }
     pub fn v6_subnets(&self) -> impl Iterator<Item = &SubnetInfo> {
-        self.subnets.iter().filter(|s| matches!(s.subnet, IpNet::V6(_)))
+        self.subnets
+            .iter()
+            .filter(|s| matches!(s.subnet, IpNet::V6(_)))
     }
 }
 
@@ -136,7 +140,8 @@ impl FromStr for MacAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split(':').collect();
-        let bad = || format!("invalid MAC address {s:?}: expected six hex octets like 02:42:ac:11:00:02");
+        let bad =
+            || format!("invalid MAC address {s:?}: expected six hex octets like 02:42:ac:11:00:02");
         if parts.len() != 6 {
             return Err(bad());
         }
@@ -148,7 +153,9 @@ impl FromStr for MacAddr {
             m[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
         }
         if m[0] & 1 == 1 {
-            return Err(format!("invalid MAC address {s}: it is a multicast address"));
+            return Err(format!(
+                "invalid MAC address {s}: it is a multicast address"
+            ));
         }
         Ok(MacAddr(m))
     }

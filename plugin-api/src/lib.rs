@@ -1,1 +1,5 @@
-//! Consumers of the engine: the Docker remote NetworkDriver/IpamDriver plugin server and the CNI protocol.
+//! Consumers of the engine: the Docker remote NetworkDriver/IpamDriver plugin server and the
+//! CNI protocol.
+
+pub mod cni;
+pub mod docker;

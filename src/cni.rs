@@ -1,0 +1,1 @@
+//! CNI mode: the binary is a CNI plugin when `CNI_COMMAND` is set.
