@@ -126,6 +126,36 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// Removes `dir` and its ancestors below the root while they are empty, so keys that come
+    /// and go (ephemeral host ports, endpoints of removed networks) leave no directories behind.
+    /// Best effort: a directory that is not empty, or already gone, ends the walk.
+    fn prune_empty_dirs(&self, dir: &Path) {
+        let mut cur = dir;
+        while cur != self.root && cur.starts_with(&self.root) {
+            if fs::remove_dir(cur).is_err() {
+                return;
+            }
+            let Some(parent) = cur.parent() else { return };
+            let _ = sync_dir(parent);
+            cur = parent;
+        }
+    }
+
+    /// `write_temp` into `dir`, re-creating it once if a concurrent prune removed it between
+    /// `ensure_dir` and the write.
+    fn write_temp_in(&self, dir: &Path, value: &[u8]) -> Result<PathBuf, StoreError> {
+        self.ensure_dir(dir)?;
+        match write_temp(dir, value) {
+            Err(StoreError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                self.ensure_dir(dir)?;
+                write_temp(dir, value)
+            }
+            other => other,
+        }
+    }
+}
+
 impl fmt::Debug for FileStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileStore")
@@ -173,8 +203,7 @@ impl Store for FileStore {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let path = self.key_path(key)?;
         let dir = parent_of(&path);
-        self.ensure_dir(dir)?;
-        let tmp = write_temp(dir, value)?;
+        let tmp = self.write_temp_in(dir, value)?;
         if let Err(e) = fs::rename(&tmp, &path) {
             discard(&tmp);
             return Err(io_error(&path, e));
@@ -185,8 +214,7 @@ impl Store for FileStore {
     fn create(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let path = self.key_path(key)?;
         let dir = parent_of(&path);
-        self.ensure_dir(dir)?;
-        let tmp = write_temp(dir, value)?;
+        let tmp = self.write_temp_in(dir, value)?;
         // link(2) fails with EEXIST instead of replacing: the atomic "create if absent", and the
         // linked file is complete because it was fsynced before it got its name.
         let linked = fs::hard_link(&tmp, &path);
@@ -201,7 +229,11 @@ impl Store for FileStore {
     fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let path = self.key_path(key)?;
         match fs::remove_file(&path) {
-            Ok(()) => sync_dir(parent_of(&path)).map(|()| true),
+            Ok(()) => {
+                sync_dir(parent_of(&path))?;
+                self.prune_empty_dirs(parent_of(&path));
+                Ok(true)
+            }
             Err(e) if is_absent(&e) => Ok(false),
             Err(e) => Err(io_error(&path, e)),
         }

@@ -253,3 +253,28 @@ fn another_store_on_the_same_root_waits_for_the_lock() {
     let second: Arc<dyn Store> = Arc::new(FileStore::open(store.root()).unwrap());
     assert_blocks(&store, second);
 }
+
+#[test]
+fn deleting_the_last_key_removes_its_empty_directories() {
+    let (dir, store) = open();
+    store.put("ports/tcp/8080/any", b"x").unwrap();
+    store.put("ports/tcp/8081/any", b"y").unwrap();
+    assert!(store.delete("ports/tcp/8080/any").unwrap());
+    assert!(
+        !dir.path().join("ports/tcp/8080").exists(),
+        "empty directory left"
+    );
+    assert!(
+        dir.path().join("ports/tcp").is_dir(),
+        "a directory with keys was removed"
+    );
+    assert!(store.delete("ports/tcp/8081/any").unwrap());
+    assert!(!dir.path().join("ports").exists());
+    assert!(dir.path().is_dir(), "the root itself stays");
+    // Writing under a pruned path re-creates it.
+    store.put("ports/tcp/8080/any", b"z").unwrap();
+    assert_eq!(
+        store.get("ports/tcp/8080/any").unwrap().as_deref(),
+        Some(&b"z"[..])
+    );
+}
