@@ -34,6 +34,9 @@ const OWNED_PREFIXES: [&str; 2] = ["com.docker.network.bridge.", "weft."];
 /// The name of the default network's bridge (Docker's docker0).
 pub const DEFAULT_BRIDGE_NAME: &str = "weft0";
 
+/// The default network (Docker's `bridge`): it gets `DEFAULT_BRIDGE_NAME`.
+pub const DEFAULT_NETWORK_NAME: &str = "weft";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeConfig {
     pub bridge: String,
@@ -47,11 +50,15 @@ pub struct BridgeConfig {
 
 impl BridgeConfig {
     pub fn from_network(net: &Network) -> Result<Self, DriverError> {
-        parse(&net.id, &net.options)
+        parse(&net.id, net.name == DEFAULT_NETWORK_NAME, &net.options)
     }
 }
 
-fn parse(network_id: &str, opts: &BTreeMap<String, String>) -> Result<BridgeConfig, DriverError> {
+fn parse(
+    network_id: &str,
+    is_default_network: bool,
+    opts: &BTreeMap<String, String>,
+) -> Result<BridgeConfig, DriverError> {
     for key in opts.keys() {
         if OWNED_PREFIXES.iter().any(|p| key.starts_with(p)) && !KNOWN.contains(&key.as_str()) {
             return Err(DriverError::InvalidOption {
@@ -61,7 +68,7 @@ fn parse(network_id: &str, opts: &BTreeMap<String, String>) -> Result<BridgeConf
             });
         }
     }
-    let default_bridge = flag(opts, DEFAULT_BRIDGE, false)?;
+    let default_bridge = flag(opts, DEFAULT_BRIDGE, is_default_network)?;
     let bridge = match opts.get(BRIDGE_NAME) {
         Some(name) => {
             names::check_ifname(name).map_err(|reason| DriverError::InvalidOption {
@@ -139,7 +146,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_docker() {
-        let c = parse(ID, &BTreeMap::new()).unwrap();
+        let c = parse(ID, false, &BTreeMap::new()).unwrap();
         assert_eq!(c.bridge, "br-0123456789ab");
         assert!(c.icc && c.masquerade && c.hairpin);
         assert_eq!(c.mtu, None);
@@ -148,14 +155,18 @@ mod tests {
 
     #[test]
     fn default_bridge_is_weft0() {
-        let c = parse(ID, &opts(&[(DEFAULT_BRIDGE, "true")])).unwrap();
+        let c = parse(ID, false, &opts(&[(DEFAULT_BRIDGE, "true")])).unwrap();
         assert_eq!(c.bridge, "weft0");
+        assert_eq!(parse(ID, true, &BTreeMap::new()).unwrap().bridge, "weft0");
+        let named = parse(ID, true, &opts(&[(BRIDGE_NAME, "x0")])).unwrap();
+        assert_eq!(named.bridge, "x0");
     }
 
     #[test]
     fn options_are_parsed() {
         let c = parse(
             ID,
+            false,
             &opts(&[
                 (BRIDGE_NAME, "mybr"),
                 (MTU, "1400"),
@@ -183,7 +194,7 @@ mod tests {
             (HOST_BINDING_IPV4, "nope"),
             ("com.docker.network.bridge.enable_iccc", "true"),
         ] {
-            let e = parse(ID, &opts(&[(k, v)])).unwrap_err().to_string();
+            let e = parse(ID, false, &opts(&[(k, v)])).unwrap_err().to_string();
             assert!(e.contains(k), "{e}");
         }
     }
