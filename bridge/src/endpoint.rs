@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use weft_drivers::driver::JoinInfo;
-use weft_drivers::netlink::{Netlink, Route, VethEnd};
+use weft_drivers::netlink::{Netlink, VethEnd};
 use weft_drivers::netns::Netns;
-use weft_drivers::{sysctl, DriverError, Endpoint, Network, Sandbox};
+use weft_drivers::sandbox::{self, SandboxConfig, SandboxRoute};
+use weft_drivers::{DriverError, Endpoint, Network, Sandbox};
 
 use crate::names;
 use crate::options::BridgeConfig;
@@ -63,30 +63,20 @@ pub fn join(net: &Network, ep: &Endpoint, sandbox: &Sandbox) -> Result<JoinInfo,
         mac: Some(ep.mac),
         alias: None,
     };
-    // A retried join finds its own pair from the first attempt: start again from nothing.
-    nl.del_link_by_name(&host_name)?;
-    if ns.is_none() {
-        nl.del_link_by_name(&peer_name)?;
-    }
-    let host_index = nl
-        .add_veth(&host, &peer, ns.as_ref())
-        .map_err(|e| match e.errno() {
-            Some(libc::EEXIST) => DriverError::Exists {
-                object: format!("interface {peer_name}"),
-                hint: match sandbox {
-                    Sandbox::Netns(p) => format!(
-                        "namespace {} already has it; pick another --ifname",
-                        p.display()
-                    ),
-                    Sandbox::Delegated => "a stale staged interface exists; remove it".into(),
-                },
-            },
-            _ => e,
-        })?;
+    let host_index = sandbox::create_veth(&mut nl, &host, &peer, ns.as_ref())?;
     let (gateway_v4, gateway_v6) = gateways(net);
+    let inside = SandboxConfig {
+        addresses: ep.addresses.clone(),
+        routes: [gateway_v4, gateway_v6]
+            .into_iter()
+            .flatten()
+            .map(SandboxRoute::DefaultVia)
+            .collect(),
+        neighbours: Vec::new(),
+    };
     let result =
         attach_host_side(&mut nl, &config, bridge.index, host_index).and_then(|()| match &ns {
-            Some(ns) => configure_sandbox(ns, ep, &peer_name, gateway_v4, gateway_v6),
+            Some(ns) => sandbox::configure(ns, &peer_name, &inside),
             None => Ok(()),
         });
     if let Err(e) = result {
@@ -113,52 +103,6 @@ fn attach_host_side(
     // other, without depending on br_netfilter.
     nl.set_bridge_port(host, config.hairpin, !config.icc)?;
     nl.set_up(host)
-}
-
-fn configure_sandbox(
-    ns: &Netns,
-    ep: &Endpoint,
-    ifname: &str,
-    gateway_v4: Option<IpAddr>,
-    gateway_v6: Option<IpAddr>,
-) -> Result<(), DriverError> {
-    let mut nl = Netlink::open_in(ns)?;
-    let link = nl.link_by_name(ifname)?.ok_or_else(|| DriverError::Netns {
-        path: ns.path().display().to_string(),
-        message: format!("interface {ifname} vanished right after it was created"),
-    })?;
-    if ep.addresses.iter().any(|a| matches!(a, IpNet::V6(_))) {
-        let key = sysctl::iface_key("ipv6", ifname, "disable_ipv6");
-        ns.run(|| sysctl::write(&key, "0"))??;
-    }
-    for a in &ep.addresses {
-        nl.add_address(link.index, *a)?;
-    }
-    nl.set_up(link.index)?;
-    if let Some(lo) = nl.link_by_name("lo")? {
-        if !lo.up {
-            nl.set_up(lo.index)?;
-        }
-    }
-    for gw in [gateway_v4, gateway_v6].into_iter().flatten() {
-        let mut route = Route::new(default_route(gw));
-        route.gateway = Some(gw);
-        route.oif = Some(link.index);
-        match nl.add_route(&route) {
-            // The sandbox already has a default route from an earlier network: keep it, as
-            // Docker does.
-            Err(e) if e.errno() == Some(libc::EEXIST) => {}
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
-fn default_route(gw: IpAddr) -> IpNet {
-    match gw {
-        IpAddr::V4(_) => "0.0.0.0/0".parse().unwrap(),
-        IpAddr::V6(_) => "::/0".parse().unwrap(),
-    }
 }
 
 /// Removes the pair (deleting the host side takes the container side with it); an absent pair

@@ -7,6 +7,7 @@ pub mod firewall;
 pub mod model;
 pub mod netlink;
 pub mod netns;
+pub mod sandbox;
 pub mod sysctl;
 
 pub use driver::{JoinInfo, NetworkDriver};
