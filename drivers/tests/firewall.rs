@@ -118,3 +118,39 @@ fn listing_without_a_table_is_empty() {
         assert_eq!(fw.snapshot().unwrap(), serde_json::Value::Null);
     });
 }
+
+#[test]
+fn networks_without_an_interface_are_dispatched_by_address() {
+    in_fresh_netns(|| {
+        let fw = Firewall::system();
+        let mut routed = rules("cccccccccccc", "unused", "10.33.0.0/24", false);
+        routed.interface = None;
+        let mut internal = rules("dddddddddddd", "unused", "10.34.0.0/24", true);
+        internal.interface = None;
+        internal.subnets.truncate(1);
+        for _ in 0..2 {
+            fw.apply_network(&routed).unwrap();
+            fw.apply_network(&internal).unwrap();
+        }
+        let snap = fw.snapshot().unwrap().to_string();
+        assert!(snap.contains("in-cccccccccccc") && snap.contains("out-dddddddddddd"));
+        assert!(
+            snap.contains("10.33.0.0"),
+            "address dispatch missing: {snap}"
+        );
+        fw.remove_network(&routed).unwrap();
+        fw.remove_network(&routed).unwrap();
+        let snap = fw.snapshot().unwrap().to_string();
+        assert!(
+            !snap.contains("cccccccccccc") && !snap.contains("10.33.0.0"),
+            "left over: {snap}"
+        );
+        assert!(snap.contains("in-dddddddddddd"));
+        fw.remove_network(&internal).unwrap();
+        let snap = fw.snapshot().unwrap().to_string();
+        assert!(
+            !snap.contains("dddddddddddd") && !snap.contains("10.34.0.0"),
+            "left over: {snap}"
+        );
+    });
+}

@@ -69,11 +69,12 @@ impl<R: NftRunner> Firewall<R> {
         &self.runner
     }
 
-    /// Creates (or repairs) the table's structure and the network's rules in one transaction.
+    /// Creates (or repairs) the table's structure, then the network's rules, each in one
+    /// transaction. Two, because nft 1.0.6 refuses an element of an interval verdict map in the
+    /// transaction that creates the map and a rule using it.
     pub fn apply_network(&self, net: &NetworkRules) -> Result<(), DriverError> {
-        let mut script = ruleset::base();
-        script.push_str(&ruleset::network_add(net));
-        self.runner.run(&script)
+        self.runner.run(&ruleset::base())?;
+        self.runner.run(&ruleset::network_add(net))
     }
 
     /// Removes the network's rules and set elements; absent ones are not an error.

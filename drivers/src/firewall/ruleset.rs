@@ -34,6 +34,10 @@ add map inet {t} ports6_any {{ type inet_proto . inet_service : ipv6_addr . inet
 add map inet {t} ports6_ip {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}
 add map inet {t} forward_in {{ type ifname : verdict; }}
 add map inet {t} forward_out {{ type ifname : verdict; }}
+add map inet {t} forward_in4 {{ type ipv4_addr : verdict; flags interval; }}
+add map inet {t} forward_out4 {{ type ipv4_addr : verdict; flags interval; }}
+add map inet {t} forward_in6 {{ type ipv6_addr : verdict; flags interval; }}
+add map inet {t} forward_out6 {{ type ipv6_addr : verdict; flags interval; }}
 add chain inet {t} publish
 add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain inet {t} output {{ type nat hook output priority -100; policy accept; }}
@@ -58,6 +62,10 @@ flush chain inet {t} forward
 add rule inet {t} forward ct status dnat accept comment \"published ports are reachable from anywhere\"
 add rule inet {t} forward iifname vmap @forward_in
 add rule inet {t} forward oifname vmap @forward_out
+add rule inet {t} forward ip saddr vmap @forward_in4
+add rule inet {t} forward ip daddr vmap @forward_out4
+add rule inet {t} forward ip6 saddr vmap @forward_in6
+add rule inet {t} forward ip6 daddr vmap @forward_out6
 "
     )
 }
@@ -97,6 +105,20 @@ fn network_elements(net: &NetworkRules) -> Vec<(String, String)> {
     out
 }
 
+/// `{ a, b }` of the network's subnets of one family, or `None` if it has none.
+fn subnet_set(net: &NetworkRules, v6: bool) -> Option<String> {
+    let list: Vec<String> = net
+        .subnets
+        .iter()
+        .filter(|s| matches!(s, IpNet::V6(_)) == v6)
+        .map(|s| s.trunc().to_string())
+        .collect();
+    (!list.is_empty()).then(|| format!("{{ {} }}", list.join(", ")))
+}
+
+/// The chains of a network: `in-<key>` sees traffic the network sends, `out-<key>` traffic it
+/// receives. Networks with an interface (bridges) are dispatched by interface name; others
+/// (routed networks, whose containers each have their own host interface) by address.
 pub(super) fn network_add(net: &NetworkRules) -> String {
     let t = TABLE;
     let mut s = String::new();
@@ -104,52 +126,103 @@ pub(super) fn network_add(net: &NetworkRules) -> String {
     for (set, elem) in network_elements(net) {
         let _ = writeln!(s, "add element inet {t} {set} {{ {elem} }}");
     }
-    if let Some(ifname) = &net.interface {
-        let q = quote(ifname);
-        let _ = writeln!(s, "add chain inet {t} {cin}\nflush chain inet {t} {cin}");
-        let _ = writeln!(s, "add chain inet {t} {cout}\nflush chain inet {t} {cout}");
+    let _ = writeln!(s, "add chain inet {t} {cin}\nflush chain inet {t} {cin}");
+    let _ = writeln!(s, "add chain inet {t} {cout}\nflush chain inet {t} {cout}");
+    for (v6, family) in [(false, "ip"), (true, "ip6")] {
+        let Some(own) = subnet_set(net, v6) else {
+            continue;
+        };
+        let nets = if v6 { "nets6" } else { "nets4" };
         if net.internal {
-            let _ = writeln!(
-                s,
-                "add rule inet {t} {cin} oifname != {q} drop comment \"internal network\""
-            );
-            let _ = writeln!(
-                s,
-                "add rule inet {t} {cout} iifname != {q} drop comment \"internal network\""
-            );
+            if net.interface.is_none() {
+                let _ = writeln!(s, "add rule inet {t} {cin} {family} daddr != {own} drop comment \"internal network\"");
+                let _ = writeln!(s, "add rule inet {t} {cout} {family} saddr != {own} drop comment \"internal network\"");
+            }
         } else {
             let _ = writeln!(
                 s,
-                "add rule inet {t} {cin} oifname @interfaces oifname != {q} drop comment \"isolation between networks\""
+                "add rule inet {t} {cin} {family} daddr @{nets} {family} daddr != {own} drop comment \"isolation between networks\""
             );
         }
-        let _ = writeln!(s, "add element inet {t} forward_in {{ {q} : jump {cin} }}");
-        let _ = writeln!(
-            s,
-            "add element inet {t} forward_out {{ {q} : jump {cout} }}"
-        );
+    }
+    match &net.interface {
+        Some(ifname) => {
+            let q = quote(ifname);
+            if net.internal {
+                let _ = writeln!(
+                    s,
+                    "add rule inet {t} {cin} oifname != {q} drop comment \"internal network\""
+                );
+                let _ = writeln!(
+                    s,
+                    "add rule inet {t} {cout} iifname != {q} drop comment \"internal network\""
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "add rule inet {t} {cin} oifname @interfaces oifname != {q} drop comment \"isolation between networks\""
+                );
+            }
+            let _ = writeln!(s, "add element inet {t} forward_in {{ {q} : jump {cin} }}");
+            let _ = writeln!(
+                s,
+                "add element inet {t} forward_out {{ {q} : jump {cout} }}"
+            );
+        }
+        None => {
+            for (map_in, map_out, subnet) in address_dispatch(net) {
+                let _ = writeln!(
+                    s,
+                    "add element inet {t} {map_in} {{ {subnet} : jump {cin} }}"
+                );
+                let _ = writeln!(
+                    s,
+                    "add element inet {t} {map_out} {{ {subnet} : jump {cout} }}"
+                );
+            }
+        }
     }
     s
+}
+
+fn address_dispatch(net: &NetworkRules) -> Vec<(&'static str, &'static str, String)> {
+    net.subnets
+        .iter()
+        .map(|sub| match sub {
+            IpNet::V4(_) => ("forward_in4", "forward_out4", sub.trunc().to_string()),
+            IpNet::V6(_) => ("forward_in6", "forward_out6", sub.trunc().to_string()),
+        })
+        .collect()
 }
 
 pub(super) fn network_remove(net: &NetworkRules) -> String {
     let t = TABLE;
     let mut s = String::new();
-    if let Some(ifname) = &net.interface {
-        let q = quote(ifname);
-        for (map, chain) in [
-            ("forward_in", chain_in(net)),
-            ("forward_out", chain_out(net)),
-        ] {
-            // Add-then-delete keeps the transaction valid whether or not they exist.
-            let _ = writeln!(s, "add chain inet {t} {chain}");
-            let _ = writeln!(s, "add element inet {t} {map} {{ {q} : jump {chain} }}");
-            let _ = writeln!(s, "delete element inet {t} {map} {{ {q} }}");
-            let _ = writeln!(
-                s,
-                "flush chain inet {t} {chain}\ndelete chain inet {t} {chain}"
-            );
+    let (cin, cout) = (chain_in(net), chain_out(net));
+    // Add-then-delete keeps the transaction valid whether or not the objects exist.
+    let _ = writeln!(s, "add chain inet {t} {cin}\nadd chain inet {t} {cout}");
+    let mut dispatch: Vec<(String, String, String)> = Vec::new();
+    match &net.interface {
+        Some(ifname) => {
+            dispatch.push(("forward_in".into(), quote(ifname), cin.clone()));
+            dispatch.push(("forward_out".into(), quote(ifname), cout.clone()));
         }
+        None => {
+            for (map_in, map_out, subnet) in address_dispatch(net) {
+                dispatch.push((map_in.into(), subnet.clone(), cin.clone()));
+                dispatch.push((map_out.into(), subnet, cout.clone()));
+            }
+        }
+    }
+    for (map, key, chain) in &dispatch {
+        let _ = writeln!(s, "add element inet {t} {map} {{ {key} : jump {chain} }}");
+        let _ = writeln!(s, "delete element inet {t} {map} {{ {key} }}");
+    }
+    for chain in [&cin, &cout] {
+        let _ = writeln!(
+            s,
+            "flush chain inet {t} {chain}\ndelete chain inet {t} {chain}"
+        );
     }
     for (set, elem) in network_elements(net) {
         let _ = writeln!(s, "add element inet {t} {set} {{ {elem} }}");
