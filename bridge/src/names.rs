@@ -1,82 +1,24 @@
-//! Names and ownership marks of the kernel objects the bridge driver makes. Every name derives
-//! from an id, so any operation can be repeated (or resumed after a crash) and find its objects.
+//! Names of the bridge driver's kernel objects. Endpoint-level names are shared with every
+//! veth-based driver (`weft_drivers::names`).
+
+pub use weft_drivers::names::{
+    check_ifname, endpoint_alias, endpoint_of_alias, host_veth, network_alias as bridge_alias,
+    staged_veth,
+};
 
 /// `br-<first 12 hex of the network id>`, as Docker names its bridges.
 pub fn bridge(network_id: &str) -> String {
-    format!("br-{}", short(network_id))
-}
-
-/// Host side of an endpoint's veth pair.
-pub fn host_veth(endpoint_id: &str) -> String {
-    format!("veth{}", &endpoint_id[..endpoint_id.len().min(11)])
-}
-
-/// Container side while it waits in the host namespace for Docker to move it.
-pub fn staged_veth(endpoint_id: &str) -> String {
-    format!("vc{}", short(endpoint_id))
-}
-
-/// IFLA_IFALIAS of a bridge weft made.
-pub fn bridge_alias(network_id: &str) -> String {
-    format!("weft:net:{network_id}")
-}
-
-/// IFLA_IFALIAS of an endpoint's host-side veth.
-pub fn endpoint_alias(network_id: &str, endpoint_id: &str) -> String {
-    format!("weft:ep:{network_id}:{endpoint_id}")
-}
-
-/// The endpoint id in an alias made by `endpoint_alias` for `network_id`.
-pub fn endpoint_of_alias<'a>(alias: &'a str, network_id: &str) -> Option<&'a str> {
-    alias
-        .strip_prefix("weft:ep:")?
-        .strip_prefix(network_id)?
-        .strip_prefix(':')
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
-}
-
-/// Linux interface names: 1–15 bytes, no '/', ':', whitespace; not "." or "..".
-pub fn check_ifname(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 15 {
-        return Err("interface names are 1 to 15 characters long".into());
-    }
-    if name == "." || name == ".." {
-        return Err("\".\" and \"..\" are not interface names".into());
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(format!(
-            "character {c:?} is not allowed; use letters, digits, '-', '_' and '.'"
-        ));
-    }
-    Ok(())
+    format!("br-{}", weft_drivers::names::short(network_id))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const NET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    const EP: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
-
     #[test]
-    fn names_fit_ifnamsiz() {
-        for n in [bridge(NET), host_veth(EP), staged_veth(EP)] {
-            assert!(check_ifname(&n).is_ok(), "{n}");
-        }
-        assert_eq!(host_veth(EP), "vethfedcba98765");
-    }
-
-    #[test]
-    fn alias_round_trips() {
-        let a = endpoint_alias(NET, EP);
-        assert_eq!(endpoint_of_alias(&a, NET), Some(EP));
-        assert_eq!(endpoint_of_alias(&a, EP), None);
-        assert_eq!(endpoint_of_alias("eth0", NET), None);
+    fn bridge_name_fits_ifnamsiz() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(bridge(id), "br-0123456789ab");
+        assert!(check_ifname(&bridge(id)).is_ok());
     }
 }

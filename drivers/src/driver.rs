@@ -36,6 +36,13 @@ pub trait NetworkDriver: Send + Sync {
     /// The name networks use to pick this driver (`bridge`, `routed`, …).
     fn name(&self) -> &'static str;
 
+    /// Whether each subnet gets a gateway address on the host (reserved in IPAM, put on the
+    /// network's interface). Drivers whose containers route through a link-local gateway nothing
+    /// owns say no.
+    fn uses_gateway(&self) -> bool {
+        true
+    }
+
     /// Checks options and subnets without touching the kernel.
     fn validate_network(&self, net: &Network) -> Result<(), DriverError>;
     fn create_network(&self, net: &Network) -> Result<(), DriverError>;
@@ -75,8 +82,9 @@ pub trait NetworkDriver: Send + Sync {
     /// re-creates missing network-level objects. Returns what it did, one line per change.
     fn reconcile(&self, net: &Network, endpoints: &[Endpoint]) -> Result<Vec<String>, DriverError>;
 
-    /// Removes kernel objects this driver made for networks that are not in `networks` (left by
-    /// a crash, or by a store that was wiped). Returns what it did, one line per change.
+    /// Removes kernel objects this driver made for networks that are not in `networks` (every
+    /// network weft knows, of any driver) — left by a crash, or by a store that was wiped.
+    /// Returns what it did, one line per change.
     fn remove_orphans(&self, networks: &[Network]) -> Result<Vec<String>, DriverError> {
         let _ = networks;
         Ok(Vec::new())

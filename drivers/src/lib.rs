@@ -6,6 +6,7 @@ pub mod error;
 pub mod firewall;
 pub mod model;
 pub mod netlink;
+pub mod names;
 pub mod netns;
 pub mod sandbox;
 pub mod sysctl;

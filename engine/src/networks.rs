@@ -97,7 +97,7 @@ impl Controller {
         let subnets = match &req.ipam {
             IpamRequest::Given(subnets) => subnets.clone(),
             IpamRequest::Weft { v4, v6 } => {
-                self.allocate_subnets(req, id, v4, v6, pools)?;
+                self.allocate_subnets(req, id, v4, v6, driver.uses_gateway(), pools)?;
                 pools
                     .iter()
                     .map(|(p, gw)| SubnetInfo {
@@ -146,6 +146,7 @@ impl Controller {
         id: &str,
         v4: &[PoolRequest],
         v6: &[PoolRequest],
+        gateways: bool,
         pools: &mut Vec<(Pool, Option<IpNet>)>,
     ) -> Result<(), EngineError> {
         let mut wanted: Vec<PoolRequest> = Vec::new();
@@ -177,10 +178,18 @@ impl Controller {
         let ipam = Ipam::new(self.store());
         for mut r in wanted {
             r.owner = format!("network {} ({})", req.name, &id[..12]);
+            if !gateways && r.gateway.is_some() {
+                return Err(EngineError::Invalid(format!(
+                    "network {}: driver {} uses no gateway address; drop --gateway",
+                    req.name, req.driver
+                )));
+            }
             let pool = ipam.request_pool(&r, &host_prefixes)?;
             pools.push((pool.clone(), None));
-            let gw = ipam.request_address(&pool.id, r.gateway, "gateway")?;
-            pools.last_mut().expect("just pushed").1 = Some(gw);
+            if gateways {
+                let gw = ipam.request_address(&pool.id, r.gateway, "gateway")?;
+                pools.last_mut().expect("just pushed").1 = Some(gw);
+            }
         }
         Ok(())
     }

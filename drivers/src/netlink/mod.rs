@@ -27,6 +27,10 @@ use crate::netns::Netns;
 
 type Result<T> = std::result::Result<T, DriverError>;
 
+/// The route protocol number (RTPROT_*) of every route weft programs, so weft can find, replace
+/// and remove exactly its own routes (`ip route show proto 87`).
+pub const WEFT_PROTOCOL: u8 = 87;
+
 /// One link as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Link {
