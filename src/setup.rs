@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use weft_bridge::BridgeDriver;
+use weft_routed::RoutedDriver;
 use weft_drivers::firewall::Firewall;
 use weft_engine::{Controller, EngineError, ErrorClass};
 use weft_ipam::FileStore;
@@ -14,6 +15,7 @@ pub fn controller(state_dir: &Path) -> Result<Controller, EngineError> {
     let store = FileStore::open(state_dir)?;
     let mut c = Controller::new(Arc::new(store));
     c.register(Arc::new(BridgeDriver::new()));
+    c.register(Arc::new(RoutedDriver::new()));
     c.set_firewall(Firewall::system());
     Ok(c)
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use weft_drivers::firewall::{Firewall, NftRunner, PortTarget};
+use weft_drivers::firewall::{Firewall, NftRunner};
 use weft_drivers::netlink::Netlink;
 use weft_drivers::{DriverError, Endpoint, Network};
 
@@ -44,53 +44,16 @@ pub fn network<R: NftRunner>(
         }
     }
 
-    let mut expected = BTreeSet::new();
+    let mut expected = Vec::new();
     for ep in endpoints {
         expected.extend(ports::targets(net, ep)?);
     }
-    let present: BTreeSet<PortTarget> = fw
-        .published()?
-        .into_iter()
-        .filter(|p| {
-            net.subnets
-                .iter()
-                .any(|s| s.subnet.contains(&p.container_ip))
-        })
-        .collect();
-    let stale: Vec<PortTarget> = present.difference(&expected).copied().collect();
-    let missing: Vec<PortTarget> = expected.difference(&present).copied().collect();
-    if !stale.is_empty() {
-        match fw.unpublish(&stale) {
-            Ok(()) => done.extend(
-                stale
-                    .iter()
-                    .map(|p| format!("removed stale published port {}", describe(p))),
-            ),
-            Err(e) => errors.push(e),
-        }
-    }
-    if !missing.is_empty() {
-        match fw.publish(&missing) {
-            Ok(()) => done.extend(
-                missing
-                    .iter()
-                    .map(|p| format!("re-published port {}", describe(p))),
-            ),
-            Err(e) => errors.push(e),
-        }
+    let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
+    match fw.sync_published(&subnets, &expected) {
+        Ok(lines) => done.extend(lines),
+        Err(e) => errors.push(e),
     }
     DriverError::collect(errors).map(|()| done)
-}
-
-fn describe(p: &PortTarget) -> String {
-    let host = p
-        .host_ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "*".into());
-    format!(
-        "{host}:{}/{} -> {}:{}",
-        p.host_port, p.protocol, p.container_ip, p.container_port
-    )
 }
 
 /// Removes bridges and veths weft made for networks that no longer exist.

@@ -20,6 +20,8 @@ pub enum SandboxRoute {
     DefaultVia(IpAddr),
     /// `ip route add DST dev IF scope link`.
     OnLink(IpNet),
+    /// `ip route add DST via GW dev IF`.
+    Via(IpNet, IpAddr),
 }
 
 /// What goes inside the sandbox once the interface exists.
@@ -93,6 +95,12 @@ pub fn configure(ns: &Netns, ifname: &str, config: &SandboxConfig) -> Result<(),
         let route = match *r {
             SandboxRoute::DefaultVia(gw) => {
                 let mut route = Route::new(default_route(gw));
+                route.gateway = Some(gw);
+                route.oif = Some(link.index);
+                route
+            }
+            SandboxRoute::Via(dst, gw) => {
+                let mut route = Route::new(dst);
                 route.gateway = Some(gw);
                 route.oif = Some(link.index);
                 route

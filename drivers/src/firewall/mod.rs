@@ -8,6 +8,7 @@
 //! it, reached through interface-keyed verdict maps, so removing a network never touches another
 //! network's rules.
 
+mod endpoint_ports;
 mod nft;
 mod ruleset;
 
@@ -16,6 +17,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+pub use endpoint_ports::targets as endpoint_targets;
 pub use nft::{NftRunner, RecordingNft, SystemNft};
 pub use ruleset::TABLE;
 
