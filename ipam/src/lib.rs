@@ -3,6 +3,7 @@
 
 mod addr;
 pub mod alloc;
+pub mod cluster;
 pub mod defaults;
 pub mod error;
 pub mod file_store;

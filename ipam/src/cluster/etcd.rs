@@ -1,0 +1,353 @@
+//! etcd v3 I/O: executes the [`Keeper`](super::Keeper)'s requests and the admin calls of the
+//! CLI. Thin on purpose: every decision is the keeper's.
+//!
+//! A claim is one transaction: `if create_revision(key) == 0 then put(key, value, lease)` for a
+//! free subnet, `if mod_revision(key) == n then put(…)` to take over this host's own lease, so
+//! two hosts can never hold the same subnet. Every call has a deadline, so an unreachable etcd
+//! is an error after a few seconds rather than a hang; retrying is the keeper's job.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+};
+use ipnet::Ipv4Net;
+
+use super::config::ClusterConfig;
+use super::error::ClusterError;
+use super::keeper::{Expect, Input, Kv, Request, Snapshot, WatchEvent};
+use super::lease::{check_reservation_subnet, parse_lease, Keys, Lease, Reservation};
+
+/// Deadline of one etcd call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A connection to an etcd cluster (the client reconnects by itself; calls fail while etcd is
+/// down).
+pub struct Etcd {
+    client: Client,
+    endpoints: String,
+    keep_alive: Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>,
+}
+
+/// A running watch of a cluster's keys.
+pub struct Watch {
+    stream: WatchStream,
+    endpoints: String,
+}
+
+impl Etcd {
+    /// Connects to `endpoints` (`http://host:port`, several for an etcd cluster).
+    pub async fn connect(endpoints: &[String]) -> Result<Etcd, ClusterError> {
+        let joined = endpoints.join(",");
+        if endpoints.is_empty() {
+            return Err(ClusterError::Etcd {
+                endpoints: joined,
+                op: "connect".into(),
+                message: "no endpoint given; pass --etcd-endpoints http://HOST:2379".into(),
+            });
+        }
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CALL_TIMEOUT)
+            .with_timeout(CALL_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client = within(
+            &joined,
+            "connect",
+            Client::connect(endpoints, Some(options)),
+        )
+        .await?;
+        Ok(Etcd {
+            client,
+            endpoints: joined,
+            keep_alive: None,
+        })
+    }
+
+    /// The endpoints, for messages.
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
+    /// Executes one keeper request and returns its reply. `Watch` is not executed here (it is
+    /// a stream: see [`Etcd::watch`]) and returns `None`.
+    pub async fn execute(&mut self, keys: &Keys, request: Request) -> Option<Input> {
+        let text = |e: ClusterError| e.to_string();
+        Some(match request {
+            Request::Load => Input::Loaded(self.load(keys).await.map_err(text)),
+            Request::Grant { ttl_secs } => Input::Granted(self.grant(ttl_secs).await.map_err(text)),
+            Request::Claim {
+                key,
+                value,
+                lease,
+                expect,
+            } => Input::Claimed(self.claim(&key, value, lease, expect).await.map_err(text)),
+            Request::KeepAlive { lease } => {
+                Input::KeptAlive(self.keep_alive(lease).await.map_err(text))
+            }
+            Request::Watch { .. } => return None,
+        })
+    }
+
+    /// Everything under the cluster's prefix, with the revision of the read.
+    pub async fn load(&mut self, keys: &Keys) -> Result<Snapshot, ClusterError> {
+        let ep = self.endpoints.clone();
+        let response = within(
+            &ep,
+            "read the cluster",
+            self.client
+                .get(keys.cluster(), Some(GetOptions::new().with_prefix())),
+        )
+        .await?;
+        let revision = response.header().map(|h| h.revision()).unwrap_or(0);
+        let kvs = response
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                Some(Kv {
+                    key: kv.key_str().ok()?.to_string(),
+                    value: kv.value().to_vec(),
+                    mod_revision: kv.mod_revision(),
+                })
+            })
+            .collect();
+        Ok(Snapshot { revision, kvs })
+    }
+
+    /// Grants an etcd lease of `ttl_secs`.
+    pub async fn grant(&mut self, ttl_secs: i64) -> Result<i64, ClusterError> {
+        let ep = self.endpoints.clone();
+        let response = within(
+            &ep,
+            "grant a lease",
+            self.client.lease_grant(ttl_secs, None),
+        )
+        .await?;
+        Ok(response.id())
+    }
+
+    /// The claim transaction; `(succeeded, revision)`.
+    pub async fn claim(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        lease: i64,
+        expect: Expect,
+    ) -> Result<(bool, i64), ClusterError> {
+        let compare = match expect {
+            Expect::Absent => Compare::create_revision(key, CompareOp::Equal, 0),
+            Expect::ModRevision(n) => Compare::mod_revision(key, CompareOp::Equal, n),
+        };
+        let txn = Txn::new().when(vec![compare]).and_then(vec![TxnOp::put(
+            key,
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+        let ep = self.endpoints.clone();
+        let response = within(&ep, "claim a subnet", self.client.txn(txn)).await?;
+        let revision = response.header().map(|h| h.revision()).unwrap_or(0);
+        Ok((response.succeeded(), revision))
+    }
+
+    /// Renews `lease` once; the remaining TTL (0 when etcd no longer knows the lease).
+    pub async fn keep_alive(&mut self, lease: i64) -> Result<i64, ClusterError> {
+        let ep = self.endpoints.clone();
+        let result = within(&ep, "renew the lease", self.renew(lease)).await;
+        if result.is_err() {
+            // The stream may be broken (etcd restarted): open a new one next time.
+            self.keep_alive = None;
+        }
+        result
+    }
+
+    async fn renew(&mut self, lease: i64) -> Result<i64, etcd_client::Error> {
+        if self
+            .keep_alive
+            .as_ref()
+            .is_none_or(|(id, _, _)| *id != lease)
+        {
+            let (keeper, stream) = self.client.lease_keep_alive(lease).await?;
+            self.keep_alive = Some((lease, keeper, stream));
+        }
+        let (_, keeper, stream) = self.keep_alive.as_mut().expect("just set");
+        keeper.keep_alive().await?;
+        match stream.message().await? {
+            Some(response) => Ok(response.ttl()),
+            None => Err(etcd_client::Error::LeaseKeepAliveError(
+                "the keep-alive stream ended".into(),
+            )),
+        }
+    }
+
+    /// Starts watching the cluster's keys from `from_revision`.
+    pub async fn watch(&mut self, keys: &Keys, from_revision: i64) -> Result<Watch, ClusterError> {
+        let ep = self.endpoints.clone();
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from_revision);
+        let stream = within(
+            &ep,
+            "watch the cluster",
+            self.client.watch(keys.cluster(), Some(options)),
+        )
+        .await?;
+        Ok(Watch {
+            stream,
+            endpoints: ep,
+        })
+    }
+
+    /// Writes the cluster config (validated first).
+    pub async fn put_config(
+        &mut self,
+        keys: &Keys,
+        config: &ClusterConfig,
+    ) -> Result<(), ClusterError> {
+        config.validate()?;
+        let ep = self.endpoints.clone();
+        within(
+            &ep,
+            "write the cluster config",
+            self.client.put(keys.config(), config.encode(), None),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The cluster config, `None` when the cluster has none.
+    pub async fn config(&mut self, keys: &Keys) -> Result<Option<ClusterConfig>, ClusterError> {
+        let ep = self.endpoints.clone();
+        let response = within(
+            &ep,
+            "read the cluster config",
+            self.client.get(keys.config(), None),
+        )
+        .await?;
+        response
+            .kvs()
+            .first()
+            .map(|kv| ClusterConfig::decode(kv.value()))
+            .transpose()
+    }
+
+    /// Reserves `subnet` for the host with `public_ip` (no TTL).
+    pub async fn reserve(
+        &mut self,
+        keys: &Keys,
+        config: &ClusterConfig,
+        subnet: Ipv4Net,
+        public_ip: IpAddr,
+    ) -> Result<(), ClusterError> {
+        check_reservation_subnet(config, subnet)?;
+        let value = serde_json::to_vec(&Reservation {
+            subnet: None,
+            public_ip,
+        })
+        .expect("reservation serializes");
+        let ep = self.endpoints.clone();
+        within(
+            &ep,
+            "write a reservation",
+            self.client.put(keys.reservation(subnet), value, None),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a reservation; `false` when there was none.
+    pub async fn unreserve(&mut self, keys: &Keys, subnet: Ipv4Net) -> Result<bool, ClusterError> {
+        let ep = self.endpoints.clone();
+        let response = within(
+            &ep,
+            "remove a reservation",
+            self.client.delete(keys.reservation(subnet), None),
+        )
+        .await?;
+        Ok(response.deleted() > 0)
+    }
+
+    /// Every lease, valid ones parsed and malformed ones as their error.
+    pub async fn leases(
+        &mut self,
+        keys: &Keys,
+        config: &ClusterConfig,
+    ) -> Result<Vec<Result<Lease, ClusterError>>, ClusterError> {
+        let snapshot = self.load(keys).await?;
+        Ok(snapshot
+            .kvs
+            .iter()
+            .filter(|kv| kv.key.starts_with(&keys.subnets()))
+            .map(|kv| parse_lease(config, keys, &kv.key, &kv.value, kv.mod_revision))
+            .collect())
+    }
+}
+
+impl Watch {
+    /// The next batch of changes. An error means the watch is over (etcd went away, or the
+    /// revision was compacted): reload and watch again.
+    pub async fn next(&mut self) -> Result<Vec<WatchEvent>, ClusterError> {
+        let fail = |message: String| ClusterError::Etcd {
+            endpoints: self.endpoints.clone(),
+            op: "watch the cluster".into(),
+            message,
+        };
+        loop {
+            let response = match self.stream.message().await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Err(fail("the watch stream ended".into())),
+                Err(e) => return Err(fail(e.to_string())),
+            };
+            if response.canceled() {
+                return Err(fail(format!(
+                    "etcd canceled the watch ({}; compacted at revision {})",
+                    response.cancel_reason(),
+                    response.compact_revision()
+                )));
+            }
+            let events: Vec<WatchEvent> = response
+                .events()
+                .iter()
+                .filter_map(|event| {
+                    let kv = event.kv()?;
+                    let key = kv.key_str().ok()?.to_string();
+                    Some(match event.event_type() {
+                        EventType::Put => WatchEvent::Put(Kv {
+                            key,
+                            value: kv.value().to_vec(),
+                            mod_revision: kv.mod_revision(),
+                        }),
+                        EventType::Delete => WatchEvent::Delete {
+                            key,
+                            mod_revision: kv.mod_revision(),
+                        },
+                    })
+                })
+                .collect();
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+}
+
+/// Runs one etcd call with [`CALL_TIMEOUT`], mapping failures to a clear error.
+async fn within<T>(
+    endpoints: &str,
+    op: &str,
+    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, ClusterError> {
+    let error = |message: String| ClusterError::Etcd {
+        endpoints: endpoints.to_string(),
+        op: op.to_string(),
+        message,
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(error(e.to_string())),
+        Err(_) => Err(error(format!(
+            "no answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))),
+    }
+}
