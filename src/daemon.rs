@@ -1,1 +1,93 @@
 //! `weft daemon`: serves Docker's remote plugin protocol and reconciles state at start.
+//!
+//! At start the kernel is brought back in line with the store (`Controller::reconcile`): Docker
+//! does not replay CreateNetwork or RequestPool after a restart, so the store is the truth.
+//! SIGTERM or SIGINT stops accepting, lets in-flight requests finish, removes the socket and
+//! exits 0, leaving every network and endpoint in the kernel as it is.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+use weft_engine::EngineError;
+use weft_plugin_api::docker::{self, DockerApi, DockerError};
+
+use crate::setup;
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Unix socket dockerd finds the plugin by (its file name is the driver's name).
+    #[arg(long, env = "WEFT_DOCKER_SOCKET", default_value = docker::SOCKET_PATH)]
+    pub socket: PathBuf,
+}
+
+/// Test hook: plugin methods (e.g. `NetworkDriver.Join`) that do their work, undo it and fail.
+const FAULTS_ENV: &str = "WEFT_DOCKER_FAIL";
+
+pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
+    let controller = Arc::new(setup::controller(state_dir)?);
+    let faults = std::env::var(FAULTS_ENV).unwrap_or_default();
+    let api = DockerApi::new(controller.clone())
+        .with_faults(&faults)
+        .map_err(|e| EngineError::Invalid(format!("{FAULTS_ENV}: {e}")))?;
+    if !faults.is_empty() {
+        warn!(methods = %faults, "failures are injected into these plugin methods");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::InUse(format!("cannot start the daemon's runtime: {e}")))?;
+    runtime.block_on(async move {
+        let reconciled = {
+            let c = controller.clone();
+            tokio::task::spawn_blocking(move || c.reconcile()).await
+        };
+        report_reconcile(reconciled);
+        let shutdown = shutdown_signal()?;
+        docker::serve(Arc::new(api), &args.socket, shutdown)
+            .await
+            .map_err(into_engine)
+    })
+}
+
+fn report_reconcile(result: Result<Result<Vec<String>, EngineError>, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok(lines)) if lines.is_empty() => info!("reconciled: kernel and store agree"),
+        Ok(Ok(lines)) => {
+            for line in lines {
+                info!("reconciled: {line}");
+            }
+        }
+        // Serving anyway: Docker needs the plugin to tear down what it can.
+        Ok(Err(e)) => error!(error = %e, "reconciliation at start left problems"),
+        Err(e) => error!(error = %e, "reconciliation at start panicked"),
+    }
+}
+
+/// Completes at the first SIGTERM or SIGINT.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, EngineError> {
+    let handler = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| EngineError::InUse(format!("cannot handle {name}: {e}")))
+    };
+    let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = name, "shutting down: finishing requests in flight, leaving networks as they are");
+    })
+}
+
+/// The CLI reports engine errors; a socket that cannot be served is a conflict with whatever
+/// holds it.
+fn into_engine(e: DockerError) -> EngineError {
+    match e {
+        DockerError::Engine(e) => e,
+        DockerError::Ipam(e) => EngineError::Ipam(e),
+        other => EngineError::InUse(other.to_string()),
+    }
+}

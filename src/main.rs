@@ -1,6 +1,7 @@
 //! `weft`: the CLI, the daemon, and — when invoked with `CNI_COMMAND` set — the CNI plugin.
 
 mod cli;
+mod daemon;
 mod setup;
 
 use std::process::ExitCode;

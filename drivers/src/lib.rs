@@ -1,6 +1,8 @@
 //! The driver contract (CNM model and the `NetworkDriver` trait) and the kernel plumbing every
 //! driver shares: typed netlink, network namespaces, nft firewall, sysctls.
 
+pub mod builtin;
+pub mod backend;
 pub mod driver;
 pub mod error;
 pub mod firewall;

@@ -120,6 +120,11 @@ impl Controller {
     ) -> Result<Vec<IpNet>, EngineError> {
         match req {
             AddressRequest::Given(addrs) => Ok(addrs.clone()),
+            // Networks without subnets (none, host, container) hand out no addresses; their
+            // driver refuses static ones.
+            AddressRequest::Allocate { static_ips } if net.network.subnets.is_empty() => {
+                Ok(static_ips.iter().map(|ip| IpNet::from(*ip)).collect())
+            }
             AddressRequest::Allocate { static_ips } => {
                 let ipam = Ipam::new(self.store());
                 let pooled: Vec<_> = net

@@ -7,6 +7,8 @@
 //! happens through the drivers while the lock is held; a failure undoes what the operation did
 //! (kernel and store) before the error is returned.
 
+mod builtin;
+mod cni;
 mod endpoints;
 mod error;
 pub mod ids;
@@ -22,6 +24,7 @@ use weft_drivers::firewall::Firewall;
 use weft_drivers::NetworkDriver;
 use weft_ipam::Store;
 
+pub use cni::GcReport;
 pub use endpoints::{AddressRequest, ConnectRequest, EndpointRequest};
 pub use error::{EngineError, ErrorClass};
 pub use networks::{IpamRequest, NetworkRequest};

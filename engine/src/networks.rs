@@ -46,6 +46,7 @@ impl Controller {
     /// network.
     pub fn create_network(&self, req: NetworkRequest) -> Result<NetworkRecord, EngineError> {
         ids::check_name(&req.name).map_err(EngineError::Invalid)?;
+        self.refuse_builtin(&req.name, "created again")?;
         if let Some(id) = &req.id {
             if !ids::is_id(id) {
                 return Err(EngineError::Invalid(format!(
@@ -206,6 +207,9 @@ impl Controller {
 
     /// Finds a network by name, full id or unique id prefix.
     pub fn network(&self, name_or_id: &str) -> Result<NetworkRecord, EngineError> {
+        if let Some(rec) = self.builtin(name_or_id) {
+            return Ok(rec);
+        }
         if ids::check_name(name_or_id).is_ok() {
             if let Some(id) = self.store.get(&records::name_key(name_or_id))? {
                 let id = String::from_utf8_lossy(&id).into_owned();
@@ -246,8 +250,9 @@ impl Controller {
         }
     }
 
+    /// Every network: the stored ones and the built-in `none` and `host`.
     pub fn networks(&self) -> Result<Vec<NetworkRecord>, EngineError> {
-        let mut out = Vec::new();
+        let mut out = self.listed_builtins();
         for (key, bytes) in self.store.list("networks")? {
             let rec: NetworkRecord =
                 serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
@@ -276,6 +281,7 @@ impl Controller {
     /// Removes a network that has no endpoints. If the kernel teardown fails the record stays,
     /// so the removal can be retried.
     pub fn delete_network(&self, name_or_id: &str) -> Result<(), EngineError> {
+        self.refuse_builtin(name_or_id, "removed")?;
         let _lock = self.store.lock()?;
         let rec = self.network(name_or_id)?;
         let eps = self.endpoints(&rec.network.id)?;
@@ -301,7 +307,7 @@ impl Controller {
         self.store.delete(&records::network_key(&rec.network.id))?;
         self.store.delete(&records::name_key(&rec.network.name))?;
         info!(network = %rec.network.name, id = %rec.network.id, "network removed");
-        if self.store.list("networks")?.is_empty() {
+        if self.store.children("networks")?.is_empty() {
             if let Some(fw) = &self.firewall {
                 fw.remove_all()?;
             }

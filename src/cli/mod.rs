@@ -31,16 +31,19 @@ pub enum Command {
     /// Manage networks (create, ls, inspect, rm, connect, disconnect).
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Serve Docker's remote NetworkDriver and IpamDriver plugin protocol.
+    Daemon(crate::daemon::DaemonArgs),
 }
 
 impl Command {
     pub fn is_daemon(&self) -> bool {
-        false
+        matches!(self, Command::Daemon(_))
     }
 }
 
 pub fn run(cli: Cli) -> Result<(), EngineError> {
     match cli.command {
         Command::Network(cmd) => network::run(&cli.state_dir, cmd),
+        Command::Daemon(args) => crate::daemon::run(&cli.state_dir, args),
     }
 }

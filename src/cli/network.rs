@@ -95,10 +95,13 @@ pub struct LsArgs {
 
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
+    /// A network name or id; `none` (loopback only), `host` (the host's own namespace) or
+    /// `container:PATH` (join the namespace at PATH).
     pub network: String,
     /// Network namespace file of the container (e.g. /run/netns/c1 or /proc/PID/ns/net).
+    /// Optional for `host` (the host's namespace) and `container:PATH` (PATH itself).
     #[arg(long)]
-    pub netns: PathBuf,
+    pub netns: Option<PathBuf>,
     /// Static address (one per subnet family at most).
     #[arg(long)]
     pub ip: Vec<IpAddr>,
@@ -114,13 +117,10 @@ pub struct ConnectArgs {
 
 #[derive(Args, Debug)]
 pub struct DisconnectArgs {
+    /// As given to connect (a network, `none`, `host` or `container:PATH`).
     pub network: String,
-    /// The namespace given to connect.
-    #[arg(
-        long,
-        required_unless_present = "endpoint",
-        conflicts_with = "endpoint"
-    )]
+    /// The namespace given to connect (not needed for `host` and `container:PATH`).
+    #[arg(long, conflicts_with = "endpoint")]
     pub netns: Option<PathBuf>,
     #[arg(long, default_value = "eth0")]
     pub ifname: String,
@@ -173,11 +173,16 @@ pub fn run(state_dir: &Path, cmd: NetworkCommand) -> Result<(), EngineError> {
             );
         }
         NetworkCommand::Disconnect(args) => {
-            let net = c.network(&args.network)?;
-            let id = match (&args.endpoint, &args.netns) {
+            let target = Target::parse(&args.network, args.netns.clone())?;
+            let net = c.network(&target.network)?;
+            let id = match (&args.endpoint, &target.netns) {
                 (Some(id), _) => id.clone(),
                 (None, Some(ns)) => Controller::connect_id(&net.network.id, ns, &args.ifname),
-                (None, None) => unreachable!("clap requires one"),
+                (None, None) => {
+                    return Err(EngineError::Invalid(
+                        "name the attachment with --netns PATH or --endpoint ID".into(),
+                    ))
+                }
             };
             c.disconnect(&net.network.id, &id)?;
         }
@@ -296,19 +301,59 @@ fn origin(n: &NetworkRecord) -> &'static str {
     }
 }
 
+/// What `connect`/`disconnect` name: a network and the sandbox, with the built-in modes'
+/// defaults filled in.
+struct Target {
+    network: String,
+    netns: Option<PathBuf>,
+    options: BTreeMap<String, String>,
+}
+
+impl Target {
+    fn parse(network: &str, netns: Option<PathBuf>) -> Result<Target, EngineError> {
+        if let Some(path) = network.strip_prefix("container:") {
+            if path.is_empty() {
+                return Err(EngineError::Invalid(
+                    "container: needs a namespace path, e.g. container:/run/netns/c1".into(),
+                ));
+            }
+            return Ok(Target {
+                network: "container".into(),
+                netns: Some(netns.unwrap_or_else(|| PathBuf::from(path))),
+                options: BTreeMap::from([(
+                    weft_drivers::builtin::container::JOINS.to_string(),
+                    path.to_string(),
+                )]),
+            });
+        }
+        let netns = match (network, netns) {
+            ("host", None) => Some(PathBuf::from("/proc/self/ns/net")),
+            (_, n) => n,
+        };
+        Ok(Target {
+            network: network.to_string(),
+            netns,
+            options: BTreeMap::new(),
+        })
+    }
+}
+
 fn connect(c: &Controller, args: ConnectArgs) -> Result<EndpointRecord, EngineError> {
-    let netns = args.netns.clone();
+    let target = Target::parse(&args.network, args.netns)?;
+    let netns = target.netns.ok_or_else(|| {
+        EngineError::Invalid(format!("connecting to {} needs --netns PATH", args.network))
+    })?;
     c.connect(
-        &args.network,
+        &target.network,
         &ConnectRequest {
-            netns: args.netns,
+            netns: netns.clone(),
             endpoint: EndpointRequest {
                 addresses: AddressRequest::Allocate {
                     static_ips: args.ip,
                 },
                 mac: args.mac,
                 ifname: args.ifname,
-                options: BTreeMap::new(),
+                options: target.options,
                 owner: netns.display().to_string(),
             },
             ports: args.publish,
