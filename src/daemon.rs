@@ -78,7 +78,10 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, EngineErro
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        info!(signal = name, "shutting down: finishing requests in flight, leaving networks as they are");
+        info!(
+            signal = name,
+            "shutting down: finishing requests in flight, leaving networks as they are"
+        );
     })
 }
 

@@ -3,6 +3,7 @@
 //! makes is removed when it drops, also when a test fails.
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod net;
 
 use std::net::IpAddr;

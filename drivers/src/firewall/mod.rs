@@ -8,6 +8,7 @@
 //! it, reached through interface-keyed verdict maps, so removing a network never touches another
 //! network's rules.
 
+pub mod docker_user;
 mod endpoint_ports;
 mod nft;
 mod ruleset;
@@ -54,17 +55,49 @@ pub struct PortTarget {
 
 pub struct Firewall<R: NftRunner = SystemNft> {
     runner: R,
+    /// iptables for Docker's `DOCKER-USER` chain; only with the real kernel behind `runner`.
+    docker_user: Option<Box<dyn docker_user::Iptables>>,
 }
 
 impl Firewall<SystemNft> {
     pub fn system() -> Self {
-        Firewall { runner: SystemNft }
+        Firewall {
+            runner: SystemNft,
+            docker_user: Some(Box::new(docker_user::SystemIptables)),
+        }
     }
 }
 
 impl<R: NftRunner> Firewall<R> {
     pub fn with_runner(runner: R) -> Self {
-        Firewall { runner }
+        Firewall {
+            runner,
+            docker_user: None,
+        }
+    }
+
+    /// Accepts the network's bridge traffic in Docker's `DOCKER-USER` chain when a dockerd's
+    /// is there (see `docker_user`); repeating it adds nothing.
+    pub fn allow_through_docker(&self, net: &NetworkRules) -> Result<(), DriverError> {
+        match (&self.docker_user, &net.interface) {
+            (Some(ipt), Some(interface)) => docker_user::allow(
+                ipt.as_ref(),
+                &docker_user::NetworkPorts {
+                    interface,
+                    key: &net.key,
+                    ipv6: net.subnets.iter().any(|s| matches!(s, IpNet::V6(_))),
+                },
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes what `allow_through_docker` added; absent rules are not an error.
+    pub fn revoke_from_docker(&self, net: &NetworkRules) -> Result<(), DriverError> {
+        match (&self.docker_user, &net.interface) {
+            (Some(ipt), Some(interface)) => docker_user::revoke(ipt.as_ref(), interface, &net.key),
+            _ => Ok(()),
+        }
     }
 
     pub fn runner(&self) -> &R {

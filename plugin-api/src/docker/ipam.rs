@@ -1,0 +1,129 @@
+//! IpamDriver handlers over weft's IPAM: Docker's pools are weft pools (ids like
+//! `10.1.0.0_24`), so `weft network inspect` and the CLI see the same allocations.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::{json, Value};
+use tracing::info;
+use weft_engine::ids;
+use weft_ipam::{Ipam, IpamError, Pool, PoolRequest, GATEWAY_OWNER};
+
+use super::api::{DockerApi, Method};
+use super::error::DockerError;
+use super::options::{self, GATEWAY_ADDRESS_TYPE, REQUEST_ADDRESS_TYPE};
+use super::wire::{
+    ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest,
+};
+
+/// Address space names weft reports; it keeps one space, so they are labels only.
+pub const LOCAL_SPACE: &str = "local";
+pub const GLOBAL_SPACE: &str = "global";
+
+/// Owner of everything Docker allocates, made unique per request so that two requests for the
+/// same subnet or address conflict instead of silently sharing it.
+fn docker_owner() -> String {
+    format!("docker:{}", &ids::random_id()[..12])
+}
+
+impl DockerApi {
+    pub(super) fn request_pool(&self, req: RequestPoolRequest) -> Result<Value, DockerError> {
+        let method = Method::RequestPool.name();
+        let bad = |e: String| DockerError::bad(method, e);
+        let subnet = match req.pool.as_str() {
+            "" => None,
+            p => Some(options::cidr("Pool", p).map_err(bad)?),
+        };
+        let ip_range = match req.sub_pool.as_str() {
+            "" => None,
+            p => Some(options::cidr("SubPool", p).map_err(bad)?),
+        };
+        let store = self.controller.store();
+        let ipam = Ipam::new(store);
+        let _lock = store.lock().map_err(IpamError::from)?;
+        if let Some(subnet) = subnet {
+            if let Some(existing) = ipam.pool(&Pool::id_for(&subnet.trunc()))? {
+                return Err(IpamError::Overlap {
+                    subnet,
+                    other: existing.subnet,
+                    owner: existing.owner,
+                }
+                .into());
+            }
+        }
+        let host_prefixes = if subnet.is_none() {
+            (self.host_prefixes)()?
+        } else {
+            Vec::new()
+        };
+        let pool = ipam.request_pool(
+            &PoolRequest {
+                subnet,
+                ip_range,
+                gateway: None,
+                aux: Default::default(),
+                v6: req.v6,
+                mode: Default::default(),
+                owner: docker_owner(),
+            },
+            &host_prefixes,
+        )?;
+        info!(pool = %pool.id, space = %req.address_space, "docker address pool created");
+        Ok(json!({ "PoolID": pool.id, "Pool": pool.subnet.to_string(), "Data": {} }))
+    }
+
+    pub(super) fn release_pool(&self, req: ReleasePoolRequest) -> Result<Value, DockerError> {
+        Ipam::new(self.controller.store()).release_pool(&req.pool_id)?;
+        Ok(json!({}))
+    }
+
+    pub(super) fn request_address(&self, req: RequestAddressRequest) -> Result<Value, DockerError> {
+        let method = Method::RequestAddress.name();
+        let opts = options::string_map(req.options.map(Value::Object).as_ref())
+            .map_err(|e| DockerError::bad(method, e))?;
+        let want =
+            options::address("Address", &req.address).map_err(|e| DockerError::bad(method, e))?;
+        let gateway =
+            opts.get(REQUEST_ADDRESS_TYPE).map(String::as_str) == Some(GATEWAY_ADDRESS_TYPE);
+        let store = self.controller.store();
+        let ipam = Ipam::new(store);
+        let _lock = store.lock().map_err(IpamError::from)?;
+        let address = if gateway {
+            // Docker's own IPAM puts the gateway on the subnet's first address, also when
+            // --ip-range narrows where containers get theirs.
+            let pool = ipam
+                .pool(&req.pool_id)?
+                .ok_or_else(|| IpamError::UnknownPool {
+                    pool: req.pool_id.clone(),
+                })?;
+            let want = want.or_else(|| first_host(&pool.subnet));
+            ipam.request_address(&req.pool_id, want, GATEWAY_OWNER)?
+        } else {
+            ipam.request_address(&req.pool_id, want, &docker_owner())?
+        };
+        Ok(json!({ "Address": address.to_string(), "Data": {} }))
+    }
+
+    pub(super) fn release_address(&self, req: ReleaseAddressRequest) -> Result<Value, DockerError> {
+        let method = Method::ReleaseAddress.name();
+        let address = options::address("Address", &req.address)
+            .map_err(|e| DockerError::bad(method, e))?
+            .ok_or_else(|| DockerError::bad(method, "Address is empty"))?;
+        Ipam::new(self.controller.store()).release_address(&req.pool_id, address)?;
+        Ok(json!({}))
+    }
+}
+
+/// The subnet's first host address (network address + 1).
+fn first_host(subnet: &IpNet) -> Option<IpAddr> {
+    match subnet {
+        IpNet::V4(n) => {
+            let a = u32::from(n.network()).checked_add(1)?;
+            (n.prefix_len() < 31).then(|| IpAddr::V4(a.into()))
+        }
+        IpNet::V6(n) => {
+            let a = u128::from(n.network()).checked_add(1)?;
+            (n.prefix_len() < 127).then(|| IpAddr::V6(a.into()))
+        }
+    }
+}

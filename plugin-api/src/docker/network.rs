@@ -1,0 +1,291 @@
+//! NetworkDriver handlers: Docker's network and endpoint lifecycle mapped onto the engine.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+use tracing::{info, warn};
+use weft_drivers::{MacAddr, Sandbox, SubnetInfo};
+use weft_engine::{
+    AddressRequest, EndpointRequest as EngineEndpointRequest, EngineError, IpamRequest,
+    NetworkRequest, Origin,
+};
+
+use super::api::{DockerApi, Method};
+use super::error::DockerError;
+use super::options::{self, ENABLE_IPV6, GENERIC, INTERNAL, PORTMAP};
+use super::wire::{
+    CreateEndpointRequest, CreateNetworkRequest, EndpointRequest, InterfaceName, IpamData,
+    JoinRequest, JoinResponse, NetworkRequest as WireNetworkRequest,
+    ProgramExternalConnectivityRequest, StaticRoute,
+};
+
+/// The engine driver that builds Docker's weft networks.
+pub const ENGINE_DRIVER: &str = "bridge";
+
+/// What Docker renames the container side to (`eth0`, `eth1`, … in join order).
+const DST_PREFIX: &str = "eth";
+
+/// Docker never tells a driver the network's name: weft names the record after the id.
+pub fn network_name(network_id: &str) -> String {
+    format!("docker-{}", &network_id[..network_id.len().min(12)])
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+impl DockerApi {
+    pub(super) fn create_network(&self, req: CreateNetworkRequest) -> Result<Value, DockerError> {
+        let method = Method::CreateNetwork.name();
+        let opts = req.options.unwrap_or_default();
+        let generic = options::string_map(opts.get(GENERIC))
+            .map_err(|e| DockerError::bad(method, format!("option {GENERIC}: {e}")))?;
+        let enable_ipv6 =
+            options::flag(&opts, ENABLE_IPV6).map_err(|e| DockerError::bad(method, e))?;
+        let internal = options::flag(&opts, INTERNAL).map_err(|e| DockerError::bad(method, e))?;
+        let mut subnets = Vec::new();
+        for data in req
+            .ipv4_data
+            .iter()
+            .flatten()
+            .chain(req.ipv6_data.iter().flatten())
+        {
+            subnets.push(subnet_info(data).map_err(|e| DockerError::bad(method, e))?);
+        }
+        if subnets.is_empty() {
+            return Err(DockerError::bad(method, "IPv4Data holds no subnet"));
+        }
+        let record = self.controller.create_network(NetworkRequest {
+            name: network_name(&req.network_id),
+            id: Some(req.network_id.clone()),
+            driver: ENGINE_DRIVER.to_string(),
+            internal,
+            enable_ipv6,
+            ipam: IpamRequest::Given(subnets),
+            options: generic,
+            labels: BTreeMap::new(),
+            origin: Origin::Docker,
+        })?;
+        if self.faulty(Method::CreateNetwork) {
+            self.controller.delete_network(&record.network.id)?;
+            return self.injected(Method::CreateNetwork).map(|()| json!({}));
+        }
+        info!(network = %short(&req.network_id), name = %record.network.name, "docker network created");
+        Ok(json!({}))
+    }
+
+    pub(super) fn delete_network(&self, req: WireNetworkRequest) -> Result<Value, DockerError> {
+        self.controller.delete_network(&req.network_id)?;
+        info!(network = %short(&req.network_id), "docker network removed");
+        Ok(json!({}))
+    }
+
+    pub(super) fn create_endpoint(&self, req: CreateEndpointRequest) -> Result<Value, DockerError> {
+        let method = Method::CreateEndpoint.name();
+        let iface = req.interface.unwrap_or_default();
+        let mut addresses = Vec::new();
+        for (what, s) in [
+            ("Interface.Address", &iface.address),
+            ("Interface.AddressIPv6", &iface.address_ipv6),
+        ] {
+            if !s.is_empty() {
+                addresses.push(options::cidr(what, s).map_err(|e| DockerError::bad(method, e))?);
+            }
+        }
+        if addresses.is_empty() {
+            return Err(DockerError::bad(
+                method,
+                "the interface has no address; weft needs the addresses Docker's IPAM allocated",
+            ));
+        }
+        let mac = if iface.mac_address.is_empty() {
+            None
+        } else {
+            Some(
+                iface
+                    .mac_address
+                    .parse::<MacAddr>()
+                    .map_err(|e| DockerError::bad(method, e))?,
+            )
+        };
+        let ep = self.controller.create_endpoint(
+            &req.network_id,
+            &req.endpoint_id,
+            &EngineEndpointRequest {
+                addresses: AddressRequest::Given(addresses),
+                mac,
+                ifname: format!("{DST_PREFIX}0"),
+                options: BTreeMap::new(),
+                owner: "docker".into(),
+            },
+        )?;
+        if self.faulty(Method::CreateEndpoint) {
+            self.controller
+                .delete_endpoint(&req.network_id, &req.endpoint_id)?;
+            return self.injected(Method::CreateEndpoint).map(|()| json!({}));
+        }
+        info!(network = %short(&req.network_id), endpoint = %short(&req.endpoint_id),
+            addresses = ?ep.endpoint.addresses, "docker endpoint created");
+        // Docker refuses a reply that restates addresses it gave; the MAC it gave is used as is.
+        Ok(json!({}))
+    }
+
+    pub(super) fn endpoint_oper_info(&self, req: EndpointRequest) -> Result<Value, DockerError> {
+        let (_, ep) = self
+            .controller
+            .endpoint(&req.network_id, &req.endpoint_id)?;
+        let mut value = Map::new();
+        if !ep.endpoint.ports.is_empty() {
+            let container = ep.endpoint.v4().map(IpAddr::V4);
+            value.insert(
+                PORTMAP.to_string(),
+                serde_json::to_value(options::bindings_of(&ep.endpoint.ports, container))
+                    .expect("bindings serialize"),
+            );
+        }
+        Ok(json!({ "Value": value }))
+    }
+
+    pub(super) fn delete_endpoint(&self, req: EndpointRequest) -> Result<Value, DockerError> {
+        tolerate_gone_endpoint(
+            self.controller
+                .delete_endpoint(&req.network_id, &req.endpoint_id),
+            "DeleteEndpoint",
+        )?;
+        info!(network = %short(&req.network_id), endpoint = %short(&req.endpoint_id), "docker endpoint removed");
+        Ok(json!({}))
+    }
+
+    pub(super) fn join(&self, req: JoinRequest) -> Result<Value, DockerError> {
+        let info = self
+            .controller
+            .join(&req.network_id, &req.endpoint_id, Sandbox::Delegated)?;
+        let result = self.injected(Method::Join).and_then(|()| {
+            let src_name = info.src_name.clone().ok_or_else(|| {
+                DockerError::Engine(EngineError::Invalid(format!(
+                    "the network driver left no interface for Docker to move into sandbox {}",
+                    req.sandbox_key
+                )))
+            })?;
+            Ok(JoinResponse {
+                interface_name: InterfaceName {
+                    src_name,
+                    dst_prefix: DST_PREFIX.into(),
+                },
+                gateway: info.gateway_v4.map(|g| g.to_string()).unwrap_or_default(),
+                gateway_ipv6: info.gateway_v6.map(|g| g.to_string()).unwrap_or_default(),
+                static_routes: info
+                    .static_routes
+                    .iter()
+                    .map(|r| StaticRoute {
+                        destination: r.destination.to_string(),
+                        route_type: if r.next_hop.is_some() { 0 } else { 1 },
+                        next_hop: r.next_hop.map(|h| h.to_string()).unwrap_or_default(),
+                    })
+                    .collect(),
+                disable_gateway_service: false,
+            })
+        });
+        match result {
+            Ok(resp) => {
+                info!(network = %short(&req.network_id), endpoint = %short(&req.endpoint_id),
+                    sandbox = %req.sandbox_key, "docker endpoint joined");
+                Ok(serde_json::to_value(resp).expect("join response serializes"))
+            }
+            Err(e) => {
+                // Docker answers a failed Join with DeleteEndpoint, but the links must not wait
+                // for that: take them down now.
+                if let Err(undo) = self.controller.leave(&req.network_id, &req.endpoint_id) {
+                    warn!(endpoint = %short(&req.endpoint_id), error = %undo, "undoing a failed join");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn leave(&self, req: EndpointRequest) -> Result<Value, DockerError> {
+        tolerate_gone_endpoint(
+            self.controller.leave(&req.network_id, &req.endpoint_id),
+            "Leave",
+        )?;
+        info!(network = %short(&req.network_id), endpoint = %short(&req.endpoint_id), "docker endpoint left");
+        Ok(json!({}))
+    }
+
+    pub(super) fn program_external(
+        &self,
+        req: ProgramExternalConnectivityRequest,
+    ) -> Result<Value, DockerError> {
+        let method = Method::ProgramExternalConnectivity.name();
+        let opts = req.options.unwrap_or_default();
+        let specs = options::port_bindings(&opts)
+            .and_then(|b| options::port_specs(&b))
+            .map_err(|e| DockerError::bad(method, e))?;
+        let ep = self
+            .controller
+            .program_external(&req.network_id, &req.endpoint_id, &specs)?;
+        if self.faulty(Method::ProgramExternalConnectivity) {
+            self.controller
+                .revoke_external(&req.network_id, &req.endpoint_id)?;
+            return self
+                .injected(Method::ProgramExternalConnectivity)
+                .map(|()| json!({}));
+        }
+        if !ep.endpoint.ports.is_empty() {
+            info!(network = %short(&req.network_id), endpoint = %short(&req.endpoint_id),
+                ports = ?ep.endpoint.ports, "docker endpoint ports published");
+        }
+        Ok(json!({}))
+    }
+
+    pub(super) fn revoke_external(&self, req: EndpointRequest) -> Result<Value, DockerError> {
+        tolerate_gone_endpoint(
+            self.controller
+                .revoke_external(&req.network_id, &req.endpoint_id),
+            "RevokeExternalConnectivity",
+        )?;
+        Ok(json!({}))
+    }
+}
+
+/// Teardown of an endpoint that is already gone has nothing left to do: Docker repeats these
+/// calls when it rolls back or cleans up after a restart. An unknown network is still an error.
+fn tolerate_gone_endpoint(result: Result<(), EngineError>, what: &str) -> Result<(), DockerError> {
+    match result {
+        Err(EngineError::NotFound {
+            kind: "endpoint",
+            name,
+            ..
+        }) => {
+            info!(endpoint = %short(&name), "{what} of an endpoint weft does not have: nothing to do");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// One `IPv4Data`/`IPv6Data` element as a subnet of the network.
+fn subnet_info(data: &IpamData) -> Result<SubnetInfo, String> {
+    let subnet = options::cidr("Pool", &data.pool)?.trunc();
+    let gateway = match data.gateway.as_deref() {
+        None | Some("") => None,
+        Some(g) => {
+            let gw = options::cidr("Gateway", g)?;
+            // The bridge carries the gateway with the subnet's prefix length.
+            Some(IpNet::new(gw.addr(), subnet.prefix_len()).map_err(|e| e.to_string())?)
+        }
+    };
+    if let Some(gw) = gateway {
+        if !subnet.contains(&gw.addr()) {
+            return Err(format!("gateway {} is outside pool {subnet}", gw.addr()));
+        }
+    }
+    Ok(SubnetInfo {
+        subnet,
+        gateway,
+        ip_range: None,
+        pool_id: String::new(),
+    })
+}

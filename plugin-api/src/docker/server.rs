@@ -1,0 +1,94 @@
+//! The HTTP server on the plugin's unix socket.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::net::UnixListener;
+use tracing::{debug, info, warn};
+
+use super::api::{DockerApi, Reply};
+use super::error::DockerError;
+
+/// Where dockerd looks for the plugin named `weft`.
+pub const SOCKET_PATH: &str = "/run/docker/plugins/weft.sock";
+
+/// Largest request body accepted; Docker's are a few hundred bytes.
+const MAX_BODY: usize = 1 << 20;
+
+/// Serves `api` on `socket` until `shutdown` completes, then stops accepting, lets in-flight
+/// requests finish and removes the socket file. A stale socket file left by a crash is
+/// replaced; a live one (another daemon answering on it) is an error.
+pub async fn serve(
+    api: Arc<DockerApi>,
+    socket: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DockerError> {
+    let listener = bind(socket).await?;
+    info!(socket = %socket.display(), "serving Docker's NetworkDriver and IpamDriver");
+    let app = Router::new()
+        .fallback(move |uri: Uri, body: Bytes| handle(api.clone(), uri, body))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| socket_error(socket, e.to_string()));
+    if let Err(e) = std::fs::remove_file(socket) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            warn!(socket = %socket.display(), error = %e, "cannot remove the plugin socket");
+        }
+    }
+    info!("plugin server stopped");
+    result
+}
+
+async fn handle(api: Arc<DockerApi>, uri: Uri, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    debug!(%path, bytes = body.len(), "plugin request");
+    // Engine calls block on the store's file lock and on the kernel.
+    let reply = match tokio::task::spawn_blocking(move || api.handle(&path, &body)).await {
+        Ok(reply) => reply,
+        Err(e) => Reply {
+            status: 500,
+            body: serde_json::json!({ "Err": format!("weft's handler failed: {e}") }),
+        },
+    };
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            "application/vnd.docker.plugins.v1+json",
+        )],
+        reply.body.to_string(),
+    )
+        .into_response()
+}
+
+async fn bind(socket: &Path) -> Result<UnixListener, DockerError> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| socket_error(socket, e.to_string()))?;
+    }
+    if socket.exists() {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            return Err(socket_error(
+                socket,
+                "another process is serving it (is a weft daemon already running?)".into(),
+            ));
+        }
+        std::fs::remove_file(socket)
+            .map_err(|e| socket_error(socket, format!("cannot replace a stale socket: {e}")))?;
+    }
+    UnixListener::bind(socket).map_err(|e| socket_error(socket, e.to_string()))
+}
+
+fn socket_error(socket: &Path, reason: String) -> DockerError {
+    DockerError::Socket {
+        path: PathBuf::from(socket).display().to_string(),
+        reason,
+    }
+}
