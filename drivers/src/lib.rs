@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod backend;
+pub mod backend;
 pub mod driver;
 pub mod error;
 pub mod firewall;
