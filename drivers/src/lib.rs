@@ -3,7 +3,6 @@
 
 pub mod builtin;
 pub mod backend;
-pub mod backend;
 pub mod driver;
 pub mod error;
 pub mod firewall;
