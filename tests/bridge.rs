@@ -336,3 +336,40 @@ fn disconnect_and_rm_leave_nothing_behind() {
         .collect();
     assert_eq!(after, before, "host kernel or store differs after rm");
 }
+
+#[test]
+fn status_reports_what_the_kernel_lost() {
+    if !root_or_skip("status") {
+        return;
+    }
+    let mut w = World::new();
+    let c1 = w.ns("c1");
+    w.weft_ok(&["network", "create", "st", "--subnet", "10.96.0.0/24"]);
+    let e1 = w.connect("st", &c1, &["-p", "8080:80"]);
+    let healthy = w.weft_ok(&["status"]);
+    assert!(
+        healthy
+            .lines()
+            .any(|l| l.starts_with("st ") && l.ends_with("ok")),
+        "{healthy}"
+    );
+    // Someone removes the container's host interface and a published port behind weft's back.
+    w.host.sh(&format!(
+        "ip link del {}",
+        e1["host_ifname"].as_str().unwrap()
+    ));
+    w.host.sh("nft flush map inet weft ports4_any");
+    let status: serde_json::Value =
+        serde_json::from_str(&w.weft_ok(&["status", "--json"])).unwrap();
+    let st = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "st")
+        .unwrap();
+    let problems = st["problems"].to_string();
+    assert!(
+        problems.contains("is missing") && problems.contains("published ports differ"),
+        "{problems}"
+    );
+}

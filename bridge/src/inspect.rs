@@ -66,19 +66,69 @@ pub fn network<R: NftRunner>(
         .collect();
     let chain = format!("in-{}", firewall_rules(net, &config).key);
     let snapshot = fw.snapshot()?.to_string();
+    let chain_present = snapshot.contains(&format!("\"{chain}\""));
+    let expected_addrs: Vec<String> = net
+        .subnets
+        .iter()
+        .filter_map(|s| s.gateway)
+        .map(|g| g.to_string())
+        .collect();
+    let mut problems = Vec::new();
+    match &bridge {
+        None => problems.push(format!("bridge {} is missing", config.bridge)),
+        Some(b) if !b.up => problems.push(format!("bridge {} is down", config.bridge)),
+        Some(_) => {}
+    }
+    for a in expected_addrs.iter().filter(|a| !bridge_addrs.contains(a)) {
+        problems.push(format!(
+            "gateway address {a} is missing from {}",
+            config.bridge
+        ));
+    }
+    for e in &eps {
+        if e["present"] != true {
+            problems.push(format!(
+                "interface {} of endpoint {} is missing",
+                e["host_ifname"].as_str().unwrap_or(""),
+                names::short(e["id"].as_str().unwrap_or(""))
+            ));
+        } else if e["attached"] != true {
+            problems.push(format!(
+                "interface {} is not on {}",
+                e["host_ifname"].as_str().unwrap_or(""),
+                config.bridge
+            ));
+        }
+    }
+    problems.extend(
+        stray
+            .iter()
+            .map(|l| format!("interface {l} belongs to no endpoint")),
+    );
+    if published != expected {
+        problems.push(format!(
+            "published ports differ: kernel has {}, records expect {}",
+            published.len(),
+            expected.len()
+        ));
+    }
+    if !chain_present {
+        problems.push(format!("firewall chain {chain} is missing"));
+    }
     Ok(json!({
+        "problems": problems,
         "bridge": {
             "name": config.bridge,
             "present": bridge.is_some(),
             "up": bridge.as_ref().map(|b| b.up),
             "mtu": bridge.as_ref().map(|b| b.mtu),
             "addresses": bridge_addrs,
-            "expected_addresses": net.subnets.iter().filter_map(|s| s.gateway).map(|g| g.to_string()).collect::<Vec<_>>(),
+            "expected_addresses": expected_addrs,
         },
         "endpoints": eps,
         "stray_links": stray,
         "published_ports": published,
         "expected_published_ports": expected,
-        "firewall": { "network_chain_present": snapshot.contains(&format!("\"{chain}\"")) },
+        "firewall": { "network_chain_present": chain_present },
     }))
 }

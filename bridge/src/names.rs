@@ -3,7 +3,7 @@
 
 pub use weft_drivers::names::{
     check_ifname, endpoint_alias, endpoint_of_alias, host_veth, network_alias as bridge_alias,
-    staged_veth,
+    short, staged_veth,
 };
 
 /// `br-<first 12 hex of the network id>`, as Docker names its bridges.

@@ -15,6 +15,7 @@ pub mod ids;
 mod networks;
 pub mod ports;
 mod reconcile;
+mod status;
 pub mod records;
 
 use std::collections::BTreeMap;
@@ -76,3 +77,6 @@ impl Controller {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

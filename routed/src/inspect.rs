@@ -52,11 +52,40 @@ pub fn network<R: NftRunner>(
     }
     expected.sort();
     let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
+    let published = fw.published_into(&subnets)?;
+    let mut problems = Vec::new();
+    for s in &net.subnets {
+        if !blackholes.contains(&s.subnet.trunc().to_string()) {
+            problems.push(format!(
+                "blackhole route for {} is missing",
+                s.subnet.trunc()
+            ));
+        }
+    }
+    for e in &eps {
+        let id = names::short(e["id"].as_str().unwrap_or("")).to_string();
+        if e["present"] != true {
+            problems.push(format!(
+                "interface {} of endpoint {id} is missing",
+                e["host_ifname"].as_str().unwrap_or("")
+            ));
+        } else if e["host_routes"] != e["expected_host_routes"] {
+            problems.push(format!("host routes of endpoint {id} differ"));
+        }
+    }
+    if published != expected {
+        problems.push(format!(
+            "published ports differ: kernel has {}, records expect {}",
+            published.len(),
+            expected.len()
+        ));
+    }
     Ok(json!({
+        "problems": problems,
         "blackhole_routes": blackholes,
         "expected_blackhole_routes": net.subnets.iter().map(|s| s.subnet.trunc().to_string()).collect::<Vec<_>>(),
         "endpoints": eps,
-        "published_ports": fw.published_into(&subnets)?,
+        "published_ports": published,
         "expected_published_ports": expected,
     }))
 }

@@ -1,6 +1,7 @@
 //! Command line: `weft network …`, `weft daemon`, `weft version`.
 
 mod network;
+mod status;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,8 @@ pub enum Command {
     /// Manage networks (create, ls, inspect, rm, connect, disconnect).
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Show every network and what differs between its records and the kernel.
+    Status(status::StatusArgs),
     /// Serve Docker's remote NetworkDriver and IpamDriver plugin protocol.
     Daemon(crate::daemon::DaemonArgs),
 }
@@ -44,6 +47,7 @@ impl Command {
 pub fn run(cli: Cli) -> Result<(), EngineError> {
     match cli.command {
         Command::Network(cmd) => network::run(&cli.state_dir, cmd),
+        Command::Status(args) => status::run(&cli.state_dir, args),
         Command::Daemon(args) => crate::daemon::run(&cli.state_dir, args),
     }
 }
