@@ -21,9 +21,11 @@ use crate::error::DriverError;
 use crate::model::MacAddr;
 use crate::netlink::{FdbEntry, Neighbour, Netlink, Route};
 
-/// The route protocol number (RTPROT) of every route a backend programs: `proto 87` in
-/// `ip route`. Start-up reconciliation removes routes with this number that no peer needs.
-pub const ROUTE_PROTOCOL: u8 = 87;
+/// The route protocol number (RTPROT) of every route a backend programs: weft's own
+/// ([`crate::netlink::WEFT_PROTOCOL`], `proto 87` in `ip route`). Other drivers use it too, so
+/// a backend owns only such routes inside the cluster networks that leave through its own
+/// devices (see [`Ownership`]).
+pub const ROUTE_PROTOCOL: u8 = crate::netlink::WEFT_PROTOCOL;
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
 
@@ -360,18 +362,38 @@ pub fn apply(nl: &mut Netlink, ops: &[Op]) -> (Vec<String>, Vec<DriverError>) {
     (done, errors)
 }
 
-/// What the kernel has that a backend owns: main-table routes with [`ROUTE_PROTOCOL`] whose
-/// destination lies in one of `networks`, and permanent neighbour and FDB entries (non-zero
-/// MAC) on `device`.
-pub fn read_owned(
-    nl: &mut Netlink,
-    networks: &[IpNet],
-    device: Option<u32>,
-) -> Result<Objects, DriverError> {
+/// Which kernel objects a backend owns.
+#[derive(Debug, Clone, Copy)]
+pub struct Ownership<'a> {
+    /// The cluster networks: owned routes lead into them.
+    pub networks: &'a [IpNet],
+    /// This host's own subnets: routes into them are never a backend's (they are the local
+    /// network's).
+    pub local_subnets: &'a [IpNet],
+    /// Devices owned routes leave through (the backend's device, the underlay).
+    pub route_devices: &'a [u32],
+    /// The device whose permanent neighbour and FDB entries the backend owns.
+    pub entry_device: Option<u32>,
+}
+
+/// What the kernel has that a backend owns: main-table routes with [`ROUTE_PROTOCOL`] into the
+/// cluster networks (not into a local subnet) through one of the route devices, and permanent
+/// neighbour and FDB entries (non-zero MAC) on the entry device.
+pub fn read_owned(nl: &mut Netlink, owner: &Ownership<'_>) -> Result<Objects, DriverError> {
     let mut objects = Objects::default();
     for route in nl.routes(None, Some(MAIN_TABLE))? {
-        let inside = networks.iter().any(|n| n.contains(&route.destination));
-        if route.protocol != ROUTE_PROTOCOL || !inside {
+        let inside = owner
+            .networks
+            .iter()
+            .any(|n| n.contains(&route.destination))
+            && !owner
+                .local_subnets
+                .iter()
+                .any(|s| s.contains(&route.destination));
+        let through = route
+            .oif
+            .is_some_and(|oif| owner.route_devices.contains(&oif));
+        if route.protocol != ROUTE_PROTOCOL || !inside || !through {
             continue;
         }
         if let (Some(gateway), Some(oif)) = (route.gateway, route.oif) {
@@ -397,7 +419,7 @@ pub fn read_owned(
             );
         }
     }
-    if let Some(dev) = device {
+    if let Some(dev) = owner.entry_device {
         for n in nl.neighbours(Some(dev))? {
             if let (true, Some(mac)) = (n.permanent, n.mac) {
                 objects.neighbours.insert((dev, n.address), mac);

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::json;
 use weft_drivers::backend::{
     apply, connected_prefixes, peer_key, plan as plan_ops, read_owned, Backend, BackendInit,
-    LocalNode, Objects, Peer, Programmed, SyncReport,
+    LocalNode, Objects, Ownership, Peer, Programmed, SyncReport,
 };
 use weft_drivers::netlink::Netlink;
 use weft_drivers::DriverError;
@@ -26,6 +26,17 @@ struct State {
     node: LocalNode,
     local: Local,
     programmed: Programmed,
+}
+
+impl State {
+    fn ownership(&self) -> Ownership<'_> {
+        Ownership {
+            networks: &self.node.cluster_networks,
+            local_subnets: &self.node.subnets,
+            route_devices: std::slice::from_ref(&self.local.underlay),
+            entry_device: None,
+        }
+    }
 }
 
 impl HostGwBackend {
@@ -99,7 +110,7 @@ impl Backend for HostGwBackend {
         let mut guard = self.state();
         let state = guard.as_mut().ok_or_else(not_initialized)?;
         let mut nl = Netlink::open()?;
-        let actual = read_owned(&mut nl, &state.node.cluster_networks, None)?;
+        let actual = read_owned(&mut nl, &state.ownership())?;
         let desired = peers
             .iter()
             .map(|p| (peer_key(p), peer_objects(&state.local, p)))
@@ -113,7 +124,7 @@ impl Backend for HostGwBackend {
             return Ok(json!({"backend": "host-gw", "initialized": false}));
         };
         let mut nl = Netlink::open()?;
-        let owned = read_owned(&mut nl, &state.node.cluster_networks, None)?;
+        let owned = read_owned(&mut nl, &state.ownership())?;
         let lines = |o: &Objects| -> Vec<String> {
             o.routes
                 .values()
@@ -134,7 +145,7 @@ impl Backend for HostGwBackend {
             return Ok(());
         };
         let mut nl = Netlink::open()?;
-        let owned = read_owned(&mut nl, &state.node.cluster_networks, None)?;
+        let owned = read_owned(&mut nl, &state.ownership())?;
         let (_, errors) = apply(&mut nl, &plan_ops(&owned, &Objects::default()));
         state.programmed.clear();
         DriverError::collect(errors)

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use serde_json::json;
 use weft_drivers::backend::{
     apply, connected_prefixes, peer_key, plan as plan_ops, read_owned, Backend, BackendInit,
-    LocalNode, Objects, Peer, Programmed, SyncReport,
+    LocalNode, Objects, Ownership, Peer, Programmed, SyncReport,
 };
 use weft_drivers::netlink::Netlink;
 use weft_drivers::DriverError;
@@ -42,7 +42,20 @@ struct State {
     node: LocalNode,
     spec: DeviceSpec,
     local: Local,
+    /// The VXLAN device and the underlay: owned routes leave through them.
+    devices: [u32; 2],
     programmed: Programmed,
+}
+
+impl State {
+    fn ownership(&self) -> Ownership<'_> {
+        Ownership {
+            networks: &self.node.cluster_networks,
+            local_subnets: &self.node.subnets,
+            route_devices: &self.devices,
+            entry_device: Some(self.local.device),
+        }
+    }
 }
 
 impl VxlanBackend {
@@ -107,6 +120,7 @@ impl Backend for VxlanBackend {
         *state = Some(State {
             node: node.clone(),
             spec: spec.clone(),
+            devices: [index, node.underlay_index],
             local,
             programmed,
         });
@@ -135,11 +149,7 @@ impl Backend for VxlanBackend {
         let mut guard = self.state();
         let state = guard.as_mut().ok_or_else(not_initialized)?;
         let mut nl = Netlink::open()?;
-        let actual = read_owned(
-            &mut nl,
-            &state.node.cluster_networks,
-            Some(state.local.device),
-        )?;
+        let actual = read_owned(&mut nl, &state.ownership())?;
         let desired = peers
             .iter()
             .map(|p| (peer_key(p), peer_objects(&state.local, p)))
@@ -162,6 +172,7 @@ impl Backend for VxlanBackend {
             format!("{} was missing or replaced: re-created", state.spec.name),
         );
         state.local.device = index;
+        state.devices[0] = index;
         // The old device took its entries with it; the next sync re-adds them.
         state.programmed.clear();
         Ok(changes)
@@ -174,11 +185,7 @@ impl Backend for VxlanBackend {
         };
         let mut nl = Netlink::open()?;
         let link = nl.link_by_name(&state.spec.name)?;
-        let owned = read_owned(
-            &mut nl,
-            &state.node.cluster_networks,
-            Some(state.local.device),
-        )?;
+        let owned = read_owned(&mut nl, &state.ownership())?;
         Ok(json!({
             "backend": "vxlan",
             "device": link,
@@ -199,7 +206,7 @@ impl Backend for VxlanBackend {
         let mut errors = Vec::new();
         match Netlink::open() {
             Ok(mut nl) => {
-                match read_owned(&mut nl, &state.node.cluster_networks, None) {
+                match read_owned(&mut nl, &state.ownership()) {
                     Ok(owned) => {
                         let (_, failed) = apply(&mut nl, &plan_ops(&owned, &Objects::default()));
                         errors.extend(failed);
