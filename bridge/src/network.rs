@@ -38,7 +38,7 @@ pub fn firewall_rules(net: &Network, config: &BridgeConfig) -> NetworkRules {
         subnets: net.subnets.iter().map(|s| s.subnet.trunc()).collect(),
         masquerade: config.masquerade,
         internal: net.internal,
-        cluster: Vec::new(),
+        cluster: config.cluster.clone(),
     }
 }
 

@@ -15,8 +15,11 @@ pub const DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
 pub const MTU: &str = "com.docker.network.driver.mtu";
 pub const CONTAINER_IFACE_PREFIX: &str = "com.docker.network.container_iface_prefix";
 pub const HAIRPIN: &str = "weft.hairpin";
+/// Comma-separated cluster networks (multi-host) this network's subnet belongs to: traffic to
+/// them keeps its source address (never masqueraded).
+pub const CLUSTER_CIDR: &str = "weft.cluster.cidr";
 
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     BRIDGE_NAME,
     ENABLE_ICC,
     ENABLE_IP_MASQUERADE,
@@ -25,6 +28,7 @@ const KNOWN: [&str; 8] = [
     MTU,
     CONTAINER_IFACE_PREFIX,
     HAIRPIN,
+    CLUSTER_CIDR,
 ];
 
 /// Option namespaces this driver owns: an unknown key inside them is a typo, not someone
@@ -46,6 +50,8 @@ pub struct BridgeConfig {
     pub hairpin: bool,
     /// Host address published ports bind to when a mapping names none.
     pub host_binding: Option<IpAddr>,
+    /// Cluster networks never masqueraded as destinations.
+    pub cluster: Vec<ipnet::IpNet>,
 }
 
 impl BridgeConfig {
@@ -107,9 +113,26 @@ fn parse(
             (!ip.is_unspecified()).then_some(ip)
         }
     };
+    let cluster = match opts.get(CLUSTER_CIDR) {
+        None => Vec::new(),
+        Some(v) => v
+            .split(',')
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| {
+                c.trim()
+                    .parse::<ipnet::IpNet>()
+                    .map_err(|_| DriverError::InvalidOption {
+                        key: CLUSTER_CIDR.into(),
+                        value: v.clone(),
+                        reason: format!("{c:?} is not a CIDR like 10.244.0.0/16"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     Ok(BridgeConfig {
         bridge,
         mtu,
+        cluster,
         icc: flag(opts, ENABLE_ICC, true)?,
         masquerade: flag(opts, ENABLE_IP_MASQUERADE, true)?,
         hairpin: flag(opts, HAIRPIN, true)?,
@@ -184,6 +207,23 @@ mod tests {
     }
 
     #[test]
+    fn cluster_cidrs_are_parsed() {
+        let c = parse(
+            ID,
+            false,
+            &opts(&[(CLUSTER_CIDR, "10.244.0.0/16, fd00:244::/48")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.cluster,
+            vec![
+                "10.244.0.0/16".parse::<ipnet::IpNet>().unwrap(),
+                "fd00:244::/48".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
     fn bad_options_are_refused_with_the_key() {
         for (k, v) in [
             (MTU, "9"),
@@ -192,6 +232,7 @@ mod tests {
             (BRIDGE_NAME, "this-name-is-too-long"),
             (BRIDGE_NAME, "bad name"),
             (HOST_BINDING_IPV4, "nope"),
+            (CLUSTER_CIDR, "10.244.0.0/16,nope"),
             ("com.docker.network.bridge.enable_iccc", "true"),
         ] {
             let e = parse(ID, false, &opts(&[(k, v)])).unwrap_err().to_string();
