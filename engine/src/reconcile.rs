@@ -19,13 +19,10 @@ impl Controller {
         let mut errors: Vec<EngineError> = Vec::new();
         let nets = self.networks()?;
         let known: Vec<Network> = nets.iter().map(|n| n.network.clone()).collect();
+        // Every known network, of any driver: drivers share the alias scheme, so one that
+        // only knew its own networks would take another driver's links for orphans.
         for driver in self.drivers.values() {
-            let mine: Vec<Network> = known
-                .iter()
-                .filter(|n| n.driver == driver.name())
-                .cloned()
-                .collect();
-            match driver.remove_orphans(&mine) {
+            match driver.remove_orphans(&known) {
                 Ok(lines) => done.extend(lines),
                 Err(e) => errors.push(e.into()),
             }
