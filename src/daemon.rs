@@ -21,6 +21,9 @@ pub struct DaemonArgs {
     /// Unix socket dockerd finds the plugin by (its file name is the driver's name).
     #[arg(long, env = "WEFT_DOCKER_SOCKET", default_value = docker::SOCKET_PATH)]
     pub socket: PathBuf,
+    /// Joining a multi-host cluster network (optional).
+    #[command(flatten)]
+    pub cluster: crate::agent::AgentArgs,
 }
 
 /// Test hook: plugin methods (e.g. `NetworkDriver.Join`) that do their work, undo it and fail.
@@ -35,6 +38,8 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
     if !faults.is_empty() {
         warn!(methods = %faults, "failures are injected into these plugin methods");
     }
+    let agent = crate::agent::prepare(controller.clone(), &args.cluster)
+        .map_err(crate::agent::into_engine)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,9 +51,28 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
         };
         report_reconcile(reconciled);
         let shutdown = shutdown_signal()?;
-        docker::serve(Arc::new(api), &args.socket, shutdown)
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let agent = agent.map(|prepared| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(crate::agent::run(prepared, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
+        let served = docker::serve(Arc::new(api), &args.socket, shutdown)
             .await
-            .map_err(into_engine)
+            .map_err(into_engine);
+        if let Some(agent) = agent {
+            match agent.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!(error = %e, "cluster agent failed"),
+                Err(e) => error!(error = %e, "cluster agent panicked"),
+            }
+        }
+        served
     })
 }
 

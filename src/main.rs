@@ -1,5 +1,6 @@
 //! `weft`: the CLI, the daemon, and — when invoked with `CNI_COMMAND` set — the CNI plugin.
 
+mod agent;
 mod cli;
 mod daemon;
 mod setup;

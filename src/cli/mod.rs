@@ -1,5 +1,6 @@
 //! Command line: `weft network …`, `weft daemon`, `weft version`.
 
+mod cluster;
 mod network;
 mod status;
 
@@ -34,8 +35,12 @@ pub enum Command {
     Network(network::NetworkCommand),
     /// Show every network and what differs between its records and the kernel.
     Status(status::StatusArgs),
-    /// Serve Docker's remote NetworkDriver and IpamDriver plugin protocol.
+    /// Serve Docker's remote NetworkDriver and IpamDriver plugin protocol (and, with
+    /// --cluster, join a multi-host cluster network).
     Daemon(crate::daemon::DaemonArgs),
+    /// Multi-host cluster networks in etcd (init, reserve, unreserve, status).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 impl Command {
@@ -49,5 +54,6 @@ pub fn run(cli: Cli) -> Result<(), EngineError> {
         Command::Network(cmd) => network::run(&cli.state_dir, cmd),
         Command::Status(args) => status::run(&cli.state_dir, args),
         Command::Daemon(args) => crate::daemon::run(&cli.state_dir, args),
+        Command::Cluster(cmd) => cluster::run(&cli.state_dir, cmd),
     }
 }

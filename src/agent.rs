@@ -1,0 +1,677 @@
+//! The cluster agent inside `weft daemon`: joins a cluster network through the lease keeper,
+//! drives the backend with the peers it reports, keeps the local network that local consumers
+//! attach to, and writes what they need to the local store.
+//!
+//! Wiring only: every decision about leases is the keeper's (`weft_ipam::cluster::keeper`),
+//! every kernel change the backend's. This task owns the clock, the etcd connection and the
+//! watch stream, and executes the keeper's requests one after another.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use tracing::{error, info, warn};
+use weft_bridge::options as bridge_options;
+use weft_drivers::backend::{Backend, LocalNode, Peer};
+use weft_drivers::netlink::Netlink;
+use weft_drivers::DriverError;
+use weft_engine::{Controller, EngineError, IpamRequest, NetworkRequest, Origin};
+use weft_hostgw::HostGwBackend;
+use weft_ipam::cluster::etcd::{Etcd, Watch};
+use weft_ipam::cluster::keeper::WatchEvent;
+use weft_ipam::cluster::local::{self, LocalRecord};
+use weft_ipam::cluster::{
+    Action, ClusterConfig, ClusterError, Event, Input, Keeper, KeeperConfig, Keys, Lease, Request,
+    DEFAULT_PREFIX,
+};
+use weft_ipam::PoolRequest;
+use weft_overlay::{VxlanBackend, VxlanConfig};
+
+/// How often the keeper's clock ticks.
+const TICK: Duration = Duration::from_millis(200);
+/// How often the backend checks its device is still there.
+const REPAIR_EVERY: Duration = Duration::from_secs(2);
+/// Label that marks the local network the agent made.
+const CLUSTER_LABEL: &str = "weft.cluster";
+/// Most problems kept in the local record.
+const MAX_PROBLEMS: usize = 20;
+
+/// `weft daemon` flags for joining a cluster network.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// etcd endpoints (comma-separated or repeated), e.g. http://10.0.0.1:2379.
+    #[arg(long, value_delimiter = ',', env = "WEFT_ETCD_ENDPOINTS")]
+    pub etcd_endpoints: Vec<String>,
+    /// Cluster network to join (its config must exist: `weft cluster init`).
+    #[arg(long, requires = "etcd_endpoints")]
+    pub cluster: Option<String>,
+    /// This host's address on the underlay (default: the address of --iface, or of the
+    /// interface with the default route).
+    #[arg(long, conflicts_with = "iface")]
+    pub public_ip: Option<IpAddr>,
+    /// The underlay interface (its first IPv4 address is the public address).
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Lease time-to-live in seconds; renewed every third of it.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
+    pub lease_ttl: u64,
+    /// etcd key prefix.
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+}
+
+/// The underlay as found at start.
+#[derive(Debug, Clone)]
+struct Underlay {
+    public_ip: IpAddr,
+    index: u32,
+    mtu: u32,
+}
+
+/// What the agent holds while joined.
+#[derive(Debug, Clone)]
+struct Joined {
+    subnet: Ipv4Net,
+    subnet_v6: Option<Ipv6Net>,
+    config: ClusterConfig,
+    mtu: Option<u32>,
+}
+
+struct Agent {
+    name: String,
+    controller: Arc<Controller>,
+    keeper: Keeper,
+    keys: Keys,
+    etcd: Etcd,
+    watch: Option<Watch>,
+    underlay: Underlay,
+    backend: Option<Arc<dyn Backend>>,
+    joined: Option<Joined>,
+    /// The backend missed peer events (not initialized then): sync everything when it is.
+    needs_sync: bool,
+    problems: Vec<String>,
+    started: Instant,
+    last_repair: Instant,
+}
+
+/// An agent ready to run: flags checked, underlay found, node id known.
+pub struct Prepared {
+    controller: Arc<Controller>,
+    args: AgentArgs,
+    name: String,
+    underlay: Underlay,
+    keeper: Keeper,
+}
+
+/// Checks the flags and finds the underlay; everything that cannot be retried fails here,
+/// before the daemon serves anything. `None` when no `--cluster` was given.
+pub fn prepare(
+    controller: Arc<Controller>,
+    args: &AgentArgs,
+) -> Result<Option<Prepared>, ClusterError> {
+    let Some(name) = args.cluster.clone() else {
+        return Ok(None);
+    };
+    if !weft_ipam::store::is_safe_segment(&name) {
+        return Err(ClusterError::InvalidConfig {
+            reason: format!("cluster name {name:?} may only hold A-Z a-z 0-9 . _ : @ -"),
+        });
+    }
+    let underlay = find_underlay(args)?;
+    let node_id = local::node_id(controller.store())?;
+    let previous = local::load_record(controller.store(), &name)?.map(|r| r.subnet);
+    info!(
+        cluster = %name, public_ip = %underlay.public_ip, node = %node_id,
+        previous = ?previous, "joining cluster network"
+    );
+    let keeper = Keeper::new(KeeperConfig {
+        prefix: args.etcd_prefix.clone(),
+        cluster: name.clone(),
+        public_ip: underlay.public_ip,
+        node_id,
+        hostname: hostname(),
+        ttl: Duration::from_secs(args.lease_ttl),
+        previous,
+    });
+    Ok(Some(Prepared {
+        controller,
+        args: args.clone(),
+        name,
+        underlay,
+        keeper,
+    }))
+}
+
+/// Runs the agent until `shutdown` completes. etcd trouble is logged and retried forever.
+pub async fn run(
+    prepared: Prepared,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ClusterError> {
+    let Prepared {
+        controller,
+        args,
+        name,
+        underlay,
+        keeper,
+    } = prepared;
+    let mut agent = Agent {
+        keys: keeper.keys().clone(),
+        keeper,
+        etcd: Etcd::connect(&args.etcd_endpoints).await?,
+        watch: None,
+        underlay,
+        backend: None,
+        joined: None,
+        needs_sync: false,
+        problems: Vec::new(),
+        started: Instant::now(),
+        last_repair: Instant::now(),
+        controller,
+        name,
+    };
+    agent.run(shutdown).await;
+    Ok(())
+}
+
+/// How the daemon reports an agent that cannot start.
+pub fn into_engine(e: ClusterError) -> EngineError {
+    match e {
+        ClusterError::Store(e) => EngineError::Store(e),
+        other => EngineError::Invalid(other.to_string()),
+    }
+}
+
+impl Agent {
+    async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending = VecDeque::new();
+        loop {
+            while let Some(request) = pending.pop_front() {
+                let input = self.execute(request).await;
+                if let Some(input) = input {
+                    self.feed(input, &mut pending);
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticks.tick() => {
+                    self.feed(Input::Tick(self.started.elapsed()), &mut pending);
+                    self.maintain(&mut pending);
+                }
+                batch = next_events(&mut self.watch) => match batch {
+                    Ok(events) => {
+                        for event in events {
+                            self.feed(Input::Watched(event), &mut pending);
+                        }
+                    }
+                    Err(e) => {
+                        self.watch = None;
+                        self.feed(Input::WatchFailed(e.to_string()), &mut pending);
+                    }
+                },
+            }
+        }
+        info!(cluster = %self.name, "agent stopped; the lease expires after its TTL unless the daemon returns");
+    }
+
+    /// Runs one keeper request against etcd.
+    async fn execute(&mut self, request: Request) -> Option<Input> {
+        if let Request::Watch { from_revision } = request {
+            return match self.etcd.watch(&self.keys, from_revision).await {
+                Ok(watch) => {
+                    self.watch = Some(watch);
+                    None
+                }
+                Err(e) => Some(Input::WatchFailed(e.to_string())),
+            };
+        }
+        self.etcd.execute(&self.keys, request).await
+    }
+
+    /// Feeds the keeper and acts on what it says, until nothing follows.
+    fn feed(&mut self, input: Input, pending: &mut VecDeque<Request>) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            for action in self.keeper.handle(input) {
+                match action {
+                    Action::Request(r) => pending.push_back(r),
+                    Action::Event(e) => {
+                        if let Some(next) = self.on_event(e) {
+                            inputs.push_back(next);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Option<Input> {
+        match event {
+            Event::EtcdUnavailable {
+                op,
+                error,
+                retry_in,
+            } => {
+                warn!(cluster = %self.name, "etcd unavailable: cannot {op}: {error}; retrying in {:.1} s", retry_in.as_secs_f64());
+                None
+            }
+            Event::Waiting { reason, retry_in } => {
+                error!(cluster = %self.name, "cannot join yet: {reason}; retrying in {:.1} s", retry_in.as_secs_f64());
+                self.problem(reason);
+                None
+            }
+            Event::LeaseAcquired {
+                subnet,
+                subnet_v6,
+                config,
+            } => self.on_acquired(subnet, subnet_v6, config),
+            Event::LeaseLost { subnet, reason } => {
+                error!(cluster = %self.name, %subnet, "LEASE LOST: {reason}; re-acquiring (this host keeps its subnet only if nobody else took it)");
+                self.problem(format!("lease on {subnet} lost: {reason}"));
+                self.save_record(false);
+                None
+            }
+            Event::PeersSynced(leases) => {
+                self.sync(&leases);
+                None
+            }
+            Event::PeerAdded(lease) | Event::PeerChanged(lease) => {
+                self.peer_changed(&lease);
+                None
+            }
+            Event::PeerRemoved(lease) => {
+                self.peer_removed(&lease);
+                None
+            }
+            Event::MalformedLease { error } => {
+                warn!(cluster = %self.name, "ignoring a lease: {error}");
+                None
+            }
+            Event::ConfigChanged => {
+                warn!(cluster = %self.name, "the cluster config changed in etcd; restart weft daemon to apply it");
+                None
+            }
+        }
+    }
+
+    fn on_acquired(
+        &mut self,
+        subnet: Ipv4Net,
+        subnet_v6: Option<Ipv6Net>,
+        config: ClusterConfig,
+    ) -> Option<Input> {
+        info!(cluster = %self.name, %subnet, subnet_v6 = ?subnet_v6, backend = %config.backend.kind, "lease acquired");
+        if let Some(old) = self.joined.as_ref().filter(|j| j.subnet != subnet) {
+            error!(cluster = %self.name, old = %old.subnet, new = %subnet, "this host's subnet CHANGED: its old subnet is held by another host now");
+        }
+        self.joined = Some(Joined {
+            subnet,
+            subnet_v6,
+            config,
+            mtu: None,
+        });
+        self.needs_sync = true;
+        let data = self.init_backend();
+        self.save_record(true);
+        data.map(Input::BackendData)
+    }
+
+    /// Makes (or re-initializes) the backend and the local network; returns the data to
+    /// publish. A failure is logged and retried by `maintain`.
+    fn init_backend(&mut self) -> Option<serde_json::Value> {
+        let joined = self.joined.clone()?;
+        let backend = match &self.backend {
+            Some(b) if b.name() == joined.config.backend.kind => b.clone(),
+            _ => {
+                let b = make_backend(&joined.config);
+                self.backend = Some(b.clone());
+                b
+            }
+        };
+        let node = self.local_node(&joined);
+        let init = match backend.init(&node) {
+            Ok(init) => init,
+            Err(e) => {
+                error!(cluster = %self.name, "backend {} cannot start: {e}", backend.name());
+                self.problem(format!("backend: {e}"));
+                return None;
+            }
+        };
+        if let Some(j) = self.joined.as_mut() {
+            j.mtu = Some(init.mtu);
+        }
+        match ensure_network(&self.controller, &self.name, &joined, init.mtu) {
+            Ok(Some(change)) => info!(cluster = %self.name, "{change}"),
+            Ok(None) => {}
+            Err(e) => {
+                error!(cluster = %self.name, "local network: {e}");
+                self.problem(format!("local network: {e}"));
+            }
+        }
+        if self.needs_sync {
+            let leases: Vec<Lease> = self.keeper.peers().cloned().collect();
+            self.sync(&leases);
+        }
+        Some(init.data)
+    }
+
+    fn sync(&mut self, leases: &[Lease]) {
+        let Some(backend) = self.ready_backend() else {
+            self.needs_sync = true;
+            return;
+        };
+        let peers: Vec<Peer> = leases.iter().map(|l| self.peer(l)).collect();
+        match backend.sync_peers(&peers) {
+            Ok(report) => {
+                self.needs_sync = false;
+                for change in &report.changes {
+                    info!(cluster = %self.name, "reconciled: {change}");
+                }
+                for problem in report.problems {
+                    error!(cluster = %self.name, "{problem}");
+                    self.problem(problem.to_string());
+                }
+                info!(cluster = %self.name, peers = peers.len(), "peers in sync");
+            }
+            Err(e) => {
+                error!(cluster = %self.name, "syncing peers failed: {e}");
+                self.problem(e.to_string());
+            }
+        }
+    }
+
+    fn peer_changed(&mut self, lease: &Lease) {
+        let Some(backend) = self.ready_backend() else {
+            self.needs_sync = true;
+            return;
+        };
+        let peer = self.peer(lease);
+        match backend.add_or_update_peer(&peer) {
+            Ok(changes) => {
+                info!(cluster = %self.name, peer = %peer.describe(), changes = changes.len(), "peer programmed")
+            }
+            Err(e) => {
+                error!(cluster = %self.name, "{e}");
+                self.problem(e.to_string());
+            }
+        }
+    }
+
+    fn peer_removed(&mut self, lease: &Lease) {
+        let Some(backend) = self.ready_backend() else {
+            self.needs_sync = true;
+            return;
+        };
+        let peer = self.peer(lease);
+        match backend.remove_peer(&peer) {
+            Ok(_) => {
+                info!(cluster = %self.name, peer = %peer.describe(), "peer gone: its routes are removed")
+            }
+            Err(e) => {
+                error!(cluster = %self.name, "removing peer {}: {e}", peer.describe());
+                self.problem(e.to_string());
+            }
+        }
+    }
+
+    /// Periodic work: retry a backend that failed to start, re-create a deleted device.
+    fn maintain(&mut self, pending: &mut VecDeque<Request>) {
+        if self.joined.is_none() || self.keeper.subnet().is_none() {
+            return;
+        }
+        if self.joined.as_ref().is_some_and(|j| j.mtu.is_none()) {
+            if let Some(data) = self.init_backend() {
+                self.feed(Input::BackendData(data), pending);
+            }
+            return;
+        }
+        if self.last_repair.elapsed() < REPAIR_EVERY {
+            return;
+        }
+        self.last_repair = Instant::now();
+        let Some(backend) = self.backend.clone() else {
+            return;
+        };
+        match backend.repair() {
+            Ok(changes) if changes.is_empty() => {}
+            Ok(changes) => {
+                for change in changes {
+                    warn!(cluster = %self.name, "repaired: {change}");
+                }
+                let leases: Vec<Lease> = self.keeper.peers().cloned().collect();
+                self.sync(&leases);
+            }
+            Err(e) => error!(cluster = %self.name, "backend repair failed: {e}"),
+        }
+    }
+
+    fn ready_backend(&self) -> Option<Arc<dyn Backend>> {
+        self.joined.as_ref()?.mtu?;
+        self.backend.clone()
+    }
+
+    fn local_node(&self, joined: &Joined) -> LocalNode {
+        let mut subnets = vec![IpNet::V4(joined.subnet)];
+        subnets.extend(joined.subnet_v6.map(IpNet::V6));
+        LocalNode {
+            cluster: self.name.clone(),
+            subnets,
+            public_ip: self.underlay.public_ip,
+            underlay_index: self.underlay.index,
+            underlay_mtu: self.underlay.mtu,
+            cluster_networks: joined.config.networks(),
+        }
+    }
+
+    fn peer(&self, lease: &Lease) -> Peer {
+        let mut subnets = vec![IpNet::V4(lease.subnet)];
+        if self.joined.as_ref().is_some_and(|j| j.subnet_v6.is_some()) {
+            subnets.extend(lease.value.subnet_v6.map(IpNet::V6));
+        }
+        Peer {
+            name: if lease.value.hostname.is_empty() {
+                lease.value.node_id.clone()
+            } else {
+                lease.value.hostname.clone()
+            },
+            subnets,
+            public_ip: lease.value.public_ip,
+            data: lease.value.backend_data.clone(),
+        }
+    }
+
+    fn problem(&mut self, text: String) {
+        self.problems.push(text);
+        let excess = self.problems.len().saturating_sub(MAX_PROBLEMS);
+        self.problems.drain(..excess);
+        self.save_record(self.keeper.subnet().is_some());
+    }
+
+    fn save_record(&self, held: bool) {
+        let Some(joined) = &self.joined else {
+            return;
+        };
+        let record = LocalRecord {
+            cluster: self.name.clone(),
+            subnet: joined.subnet,
+            subnet_v6: joined.subnet_v6,
+            mtu: joined.mtu.unwrap_or(self.underlay.mtu),
+            network: joined.config.network,
+            network_v6: joined.config.network_v6,
+            backend: joined.config.backend.kind.clone(),
+            public_ip: self.underlay.public_ip,
+            lease_held: held,
+            problems: self.problems.clone(),
+        };
+        if let Err(e) = local::save_record(self.controller.store(), &record) {
+            error!(cluster = %self.name, "cannot write the local cluster record: {e}");
+        }
+    }
+}
+
+async fn next_events(watch: &mut Option<Watch>) -> Result<Vec<WatchEvent>, ClusterError> {
+    match watch {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn make_backend(config: &ClusterConfig) -> Arc<dyn Backend> {
+    match config.backend.kind.as_str() {
+        "host-gw" => Arc::new(HostGwBackend::new()),
+        _ => Arc::new(VxlanBackend::new(VxlanConfig {
+            vni: config.backend.vni,
+            port: config.backend.port,
+            direct_routing: config.backend.direct_routing,
+        })),
+    }
+}
+
+/// The local network named after the cluster: a bridge network on this host's subnet with the
+/// backend's MTU, exempting the cluster networks from masquerade. Re-made when the subnet or
+/// MTU changed and no container is attached; refused (with what to do) otherwise.
+fn ensure_network(
+    controller: &Controller,
+    name: &str,
+    joined: &Joined,
+    mtu: u32,
+) -> Result<Option<String>, EngineError> {
+    let cidrs: Vec<String> = joined
+        .config
+        .networks()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut options = BTreeMap::new();
+    options.insert(bridge_options::MTU.to_string(), mtu.to_string());
+    options.insert(bridge_options::CLUSTER_CIDR.to_string(), cidrs.join(","));
+    let mut wanted: Vec<IpNet> = vec![IpNet::V4(joined.subnet)];
+    wanted.extend(joined.subnet_v6.map(IpNet::V6));
+    match controller.network(name) {
+        Ok(rec) => {
+            let subnets: Vec<IpNet> = rec.network.subnets.iter().map(|s| s.subnet).collect();
+            let same_options = options
+                .iter()
+                .all(|(k, v)| rec.network.options.get(k) == Some(v));
+            if subnets == wanted && same_options {
+                return Ok(None);
+            }
+            let endpoints = controller.endpoints(&rec.network.id)?;
+            if !endpoints.is_empty() {
+                return Err(EngineError::InUse(format!(
+                    "network {name} is on {} but this host now holds {}; its {} container(s) must be disconnected before it can be re-made",
+                    subnets.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                    wanted.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                    endpoints.len()
+                )));
+            }
+            controller.delete_network(name)?;
+        }
+        Err(EngineError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let pool = |subnet: IpNet| PoolRequest {
+        subnet: Some(subnet),
+        v6: subnet.addr().is_ipv6(),
+        owner: format!("cluster {name}"),
+        ..PoolRequest::default()
+    };
+    let mut labels = BTreeMap::new();
+    labels.insert(CLUSTER_LABEL.to_string(), name.to_string());
+    controller.create_network(NetworkRequest {
+        name: name.to_string(),
+        id: None,
+        driver: "bridge".into(),
+        internal: false,
+        enable_ipv6: joined.subnet_v6.is_some(),
+        ipam: IpamRequest::Weft {
+            v4: vec![pool(IpNet::V4(joined.subnet))],
+            v6: joined
+                .subnet_v6
+                .map(|s| pool(IpNet::V6(s)))
+                .into_iter()
+                .collect(),
+        },
+        options,
+        labels,
+        origin: Origin::Daemon,
+    })?;
+    Ok(Some(format!(
+        "local network {name} is on {} (mtu {mtu})",
+        wanted
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    )))
+}
+
+/// The public address and its interface: `--public-ip` (the interface holding it), `--iface`
+/// (its first IPv4 address), or the interface of the default route.
+fn find_underlay(args: &AgentArgs) -> Result<Underlay, ClusterError> {
+    let fail = |reason: String| ClusterError::InvalidConfig { reason };
+    let mut nl = Netlink::open().map_err(|e| fail(e.to_string()))?;
+    let addresses = nl.addresses(None).map_err(|e| fail(e.to_string()))?;
+    let (index, public_ip) = if let Some(ip) = args.public_ip {
+        let index = addresses
+            .iter()
+            .find(|(_, a)| a.addr() == ip)
+            .map(|(i, _)| *i)
+            .ok_or_else(|| {
+                fail(format!(
+                    "--public-ip {ip} is not an address of this host; give one of its addresses"
+                ))
+            })?;
+        (index, ip)
+    } else {
+        let index = match &args.iface {
+            Some(name) => nl
+                .link_by_name(name)
+                .map_err(|e| fail(e.to_string()))?
+                .ok_or_else(|| fail(format!("--iface {name}: no such interface")))?
+                .index,
+            None => default_route_interface(&mut nl)
+                .map_err(|e| fail(e.to_string()))?
+                .ok_or_else(|| fail("this host has no default route to find its public address by; pass --public-ip or --iface".into()))?,
+        };
+        let ip = addresses
+            .iter()
+            .filter(|(i, a)| *i == index && a.addr().is_ipv4())
+            .map(|(_, a)| a.addr())
+            .next()
+            .ok_or_else(|| {
+                fail(format!(
+                    "interface {index} has no IPv4 address; pass --public-ip"
+                ))
+            })?;
+        (index, ip)
+    };
+    let link = nl
+        .link_by_index(index)
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail(format!("interface {index} vanished")))?;
+    Ok(Underlay {
+        public_ip,
+        index,
+        mtu: link.mtu,
+    })
+}
+
+fn default_route_interface(nl: &mut Netlink) -> Result<Option<u32>, DriverError> {
+    Ok(nl
+        .routes(None, Some(254))?
+        .into_iter()
+        .find(|r| r.destination.prefix_len() == 0 && r.destination.addr().is_ipv4())
+        .and_then(|r| r.oif))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,304 @@
+//! `weft cluster …`: write a cluster network's config and reservations to etcd, and show a
+//! host's view of the cluster (its lease, the peers, what the kernel has).
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde_json::json;
+use weft_drivers::backend::{read_owned, Ownership, MAIN_TABLE, ROUTE_PROTOCOL};
+use weft_drivers::netlink::Netlink;
+use weft_drivers::DriverError;
+use weft_engine::EngineError;
+use weft_ipam::cluster::config::{
+    DEFAULT_SUBNET_LEN, DEFAULT_SUBNET_LEN_V6, DEFAULT_VNI, DEFAULT_VXLAN_PORT,
+};
+use weft_ipam::cluster::etcd::Etcd;
+use weft_ipam::cluster::local;
+use weft_ipam::cluster::{BackendConfig, ClusterConfig, ClusterError, Keys, DEFAULT_PREFIX};
+use weft_ipam::FileStore;
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Create or replace a cluster network's config in etcd.
+    Init(InitArgs),
+    /// Keep a subnet for one host (no TTL).
+    Reserve(ReserveArgs),
+    /// Remove a reservation.
+    Unreserve(UnreserveArgs),
+    /// This host's lease and peers (from the local store and, with --etcd-endpoints, etcd)
+    /// next to what the kernel has (JSON).
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EtcdArgs {
+    /// etcd endpoints (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', env = "WEFT_ETCD_ENDPOINTS")]
+    pub etcd_endpoints: Vec<String>,
+    /// etcd key prefix.
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Cluster network name.
+    pub name: String,
+    /// The IPv4 cluster network, e.g. 10.244.0.0/16.
+    #[arg(long)]
+    pub network: Ipv4Net,
+    /// Per-host subnet length.
+    #[arg(long, default_value_t = DEFAULT_SUBNET_LEN)]
+    pub subnet_len: u8,
+    /// Optional IPv6 cluster network.
+    #[arg(long)]
+    pub network_v6: Option<Ipv6Net>,
+    /// Per-host IPv6 subnet length.
+    #[arg(long, default_value_t = DEFAULT_SUBNET_LEN_V6)]
+    pub subnet_len_v6: u8,
+    /// vxlan or host-gw.
+    #[arg(long, default_value = "vxlan")]
+    pub backend: String,
+    /// VXLAN network id.
+    #[arg(long, default_value_t = DEFAULT_VNI)]
+    pub vni: u32,
+    /// VXLAN UDP port.
+    #[arg(long, default_value_t = DEFAULT_VXLAN_PORT)]
+    pub port: u16,
+    /// vxlan: plain routes to peers on the same L2 segment.
+    #[arg(long)]
+    pub direct_routing: bool,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReserveArgs {
+    /// Cluster network name.
+    pub name: String,
+    /// The subnet to keep, e.g. 10.244.9.0/24.
+    pub subnet: Ipv4Net,
+    /// The host it is kept for.
+    #[arg(long)]
+    pub public_ip: IpAddr,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct UnreserveArgs {
+    /// Cluster network name.
+    pub name: String,
+    /// The reserved subnet.
+    pub subnet: Ipv4Net,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Cluster network name.
+    pub name: String,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+pub fn run(state_dir: &Path, cmd: ClusterCommand) -> Result<(), EngineError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| system(format!("cannot start a runtime: {e}")))?;
+    runtime.block_on(async move {
+        match cmd {
+            ClusterCommand::Init(args) => init(args).await,
+            ClusterCommand::Reserve(args) => reserve(args).await,
+            ClusterCommand::Unreserve(args) => unreserve(args).await,
+            ClusterCommand::Status(args) => status(state_dir, args).await,
+        }
+    })
+}
+
+async fn init(args: InitArgs) -> Result<(), EngineError> {
+    let config = ClusterConfig {
+        network: args.network,
+        subnet_len: args.subnet_len,
+        network_v6: args.network_v6,
+        subnet_len_v6: args.subnet_len_v6,
+        backend: BackendConfig {
+            kind: args.backend,
+            vni: args.vni,
+            port: args.port,
+            direct_routing: args.direct_routing,
+        },
+    };
+    config.validate().map_err(cluster_error)?;
+    let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
+    let mut etcd = connect(&args.etcd).await?;
+    etcd.put_config(&keys, &config)
+        .await
+        .map_err(cluster_error)?;
+    println!("{}", keys.config());
+    Ok(())
+}
+
+async fn reserve(args: ReserveArgs) -> Result<(), EngineError> {
+    let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
+    let mut etcd = connect(&args.etcd).await?;
+    let config = config_of(&mut etcd, &keys, &args.name).await?;
+    etcd.reserve(&keys, &config, args.subnet, args.public_ip)
+        .await
+        .map_err(cluster_error)?;
+    println!("{}", keys.reservation(args.subnet));
+    Ok(())
+}
+
+async fn unreserve(args: UnreserveArgs) -> Result<(), EngineError> {
+    let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
+    let mut etcd = connect(&args.etcd).await?;
+    if !etcd
+        .unreserve(&keys, args.subnet)
+        .await
+        .map_err(cluster_error)?
+    {
+        return Err(EngineError::NotFound {
+            kind: "reservation",
+            name: args.subnet.to_string(),
+            hint: format!(" in cluster {}", args.name),
+        });
+    }
+    Ok(())
+}
+
+async fn status(state_dir: &Path, args: StatusArgs) -> Result<(), EngineError> {
+    let store = FileStore::open(state_dir)?;
+    let record = local::load_record(&store, &args.name).map_err(cluster_error)?;
+    let mut out = json!({ "cluster": args.name, "local": record });
+    let mut networks: Vec<IpNet> = record.iter().map(|r| IpNet::V4(r.network)).collect();
+    if !args.etcd.etcd_endpoints.is_empty() {
+        let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
+        let mut etcd = connect(&args.etcd).await?;
+        let config = config_of(&mut etcd, &keys, &args.name).await?;
+        networks = config.networks();
+        let leases = etcd.leases(&keys, &config).await.map_err(cluster_error)?;
+        let (valid, malformed): (Vec<_>, Vec<_>) = leases.into_iter().partition(Result::is_ok);
+        out["config"] = serde_json::to_value(&config).expect("json");
+        out["leases"] = valid
+            .into_iter()
+            .flatten()
+            .map(|l| json!({"subnet": l.subnet, "lease": l.value}))
+            .collect();
+        out["malformed"] = malformed
+            .into_iter()
+            .filter_map(Result::err)
+            .map(|e| json!(e.to_string()))
+            .collect();
+    }
+    out["kernel"] = kernel_view(&networks, record.as_ref())?;
+    println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    Ok(())
+}
+
+/// Routes weft made into the cluster networks, and the VXLAN devices with their entries.
+fn kernel_view(
+    networks: &[IpNet],
+    record: Option<&local::LocalRecord>,
+) -> Result<serde_json::Value, EngineError> {
+    let mut nl = Netlink::open()?;
+    let links = nl.links()?;
+    let vxlans: Vec<_> = links
+        .iter()
+        .filter(|l| {
+            l.kind == "vxlan"
+                && l.alias
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with(weft_overlay::device::ALIAS_PREFIX))
+        })
+        .collect();
+    let local_subnets: Vec<IpNet> = record.iter().map(|r| IpNet::V4(r.subnet)).collect();
+    let all: Vec<u32> = links.iter().map(|l| l.index).collect();
+    let mut devices = Vec::new();
+    for link in &vxlans {
+        let owned = read_owned(
+            &mut nl,
+            &Ownership {
+                networks,
+                local_subnets: &local_subnets,
+                route_devices: &[link.index],
+                entry_device: Some(link.index),
+            },
+        )?;
+        devices.push(json!({"device": link, "entries": weft_overlay::objects_json(&owned)}));
+    }
+    let routes: Vec<String> = nl
+        .routes(None, Some(MAIN_TABLE))?
+        .into_iter()
+        .filter(|r| {
+            r.protocol == ROUTE_PROTOCOL && networks.iter().any(|n| n.contains(&r.destination))
+        })
+        .filter(|r| r.oif.is_some_and(|o| all.contains(&o)))
+        .map(|r| {
+            let dev = links
+                .iter()
+                .find(|l| Some(l.index) == r.oif)
+                .map(|l| l.name.clone())
+                .unwrap_or_default();
+            match r.gateway {
+                Some(gw) => format!(
+                    "{} via {gw} dev {dev}{}",
+                    r.destination,
+                    if r.onlink { " onlink" } else { "" }
+                ),
+                None => format!("{} dev {dev}", r.destination),
+            }
+        })
+        .collect();
+    Ok(json!({"routes": routes, "vxlan": devices}))
+}
+
+async fn connect(args: &EtcdArgs) -> Result<Etcd, EngineError> {
+    Etcd::connect(&args.etcd_endpoints)
+        .await
+        .map_err(cluster_error)
+}
+
+async fn config_of(etcd: &mut Etcd, keys: &Keys, name: &str) -> Result<ClusterConfig, EngineError> {
+    etcd.config(keys)
+        .await
+        .map_err(cluster_error)?
+        .ok_or_else(|| {
+            cluster_error(ClusterError::NoConfig {
+                cluster: name.to_string(),
+                key: keys.config(),
+            })
+        })
+}
+
+/// Cluster errors as the CLI's exit codes see them: bad input 2, missing 3, conflicts 4,
+/// etcd and the system 1.
+fn cluster_error(e: ClusterError) -> EngineError {
+    match e {
+        ClusterError::InvalidConfig { .. }
+        | ClusterError::InvalidReservation { .. }
+        | ClusterError::MalformedLease { .. } => EngineError::Invalid(e.to_string()),
+        ClusterError::NoConfig { cluster, key } => EngineError::NotFound {
+            kind: "cluster",
+            hint: format!(
+                "; etcd has no config under {key}: create it with `weft cluster init {cluster} --network CIDR`"
+            ),
+            name: cluster,
+        },
+        ClusterError::DuplicatePublicIp { .. } | ClusterError::Exhausted { .. } => {
+            EngineError::InUse(e.to_string())
+        }
+        ClusterError::Store(e) => EngineError::Store(e),
+        ClusterError::Etcd { .. } => system(e.to_string()),
+    }
+}
+
+/// The engine's error enum has no variant for "a remote service failed"; a driver failure
+/// list holding the one message is reported as a system failure (exit 1) with that message.
+fn system(message: String) -> EngineError {
+    EngineError::Driver(DriverError::Many(vec![DriverError::Invalid(message)]))
+}
