@@ -223,6 +223,11 @@ impl DockerApi {
         let specs = options::port_bindings(&opts)
             .and_then(|b| options::port_specs(&b))
             .map_err(|e| DockerError::bad(method, e))?;
+        if specs.is_empty() && self.nothing_published(&req.network_id, &req.endpoint_id)? {
+            // Docker calls this for every container, mostly without ports: skipping the store
+            // write it would cost keeps `docker run` fast.
+            return Ok(json!({}));
+        }
         let ep = self
             .controller
             .program_external(&req.network_id, &req.endpoint_id, &specs)?;
@@ -241,12 +246,22 @@ impl DockerApi {
     }
 
     pub(super) fn revoke_external(&self, req: EndpointRequest) -> Result<Value, DockerError> {
-        tolerate_gone_endpoint(
-            self.controller
-                .revoke_external(&req.network_id, &req.endpoint_id),
-            "RevokeExternalConnectivity",
-        )?;
+        let result = self
+            .nothing_published(&req.network_id, &req.endpoint_id)
+            .and_then(|idle| match idle {
+                true => Ok(()),
+                false => self
+                    .controller
+                    .revoke_external(&req.network_id, &req.endpoint_id),
+            });
+        tolerate_gone_endpoint(result, "RevokeExternalConnectivity")?;
         Ok(json!({}))
+    }
+
+    /// Whether the endpoint has no published ports (a read: no lock, no write).
+    fn nothing_published(&self, network: &str, endpoint: &str) -> Result<bool, EngineError> {
+        let (_, ep) = self.controller.endpoint(network, endpoint)?;
+        Ok(!ep.published && ep.endpoint.ports.is_empty())
     }
 }
 

@@ -48,7 +48,8 @@ pub async fn serve(
 
 async fn handle(api: Arc<DockerApi>, uri: Uri, body: Bytes) -> Response {
     let path = uri.path().to_string();
-    debug!(%path, bytes = body.len(), "plugin request");
+    let started = std::time::Instant::now();
+    let logged = path.clone();
     // Engine calls block on the store's file lock and on the kernel.
     let reply = match tokio::task::spawn_blocking(move || api.handle(&path, &body)).await {
         Ok(reply) => reply,
@@ -57,6 +58,7 @@ async fn handle(api: Arc<DockerApi>, uri: Uri, body: Bytes) -> Response {
             body: serde_json::json!({ "Err": format!("weft's handler failed: {e}") }),
         },
     };
+    debug!(path = %logged, status = reply.status, ms = started.elapsed().as_secs_f64() * 1000.0, "plugin request");
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
