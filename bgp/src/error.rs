@@ -37,4 +37,12 @@ pub enum Error {
         /// The reason.
         why: String,
     },
+    /// The kernel refused or the netlink socket failed.
+    #[error("cannot {what}: {source}")]
+    Kernel {
+        /// What was being done ("read the kernel's routes").
+        what: String,
+        /// The kernel's answer.
+        source: weft_drivers::DriverError,
+    },
 }

@@ -33,6 +33,7 @@
 pub mod codec;
 pub mod error;
 pub mod fsm;
+pub mod kernel;
 pub mod policy;
 pub mod rib;
 pub mod speaker;

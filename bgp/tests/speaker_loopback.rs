@@ -385,14 +385,17 @@ async fn max_prefix_limit_ends_the_session_and_keeps_it_down() {
             .contains("MaximumPrefixesReached"),
         "{st:?}"
     );
-    let st_b = b.peer_status(ip("127.0.0.8")).await.unwrap();
-    assert!(
-        st_b.last_error
+    // B learns of the cut when the NOTIFICATION arrives, a moment after A sent it.
+    wait_for("B got the Cease", Duration::from_secs(5), || async {
+        b.peer_status(ip("127.0.0.8"))
+            .await
+            .unwrap()
+            .last_error
             .as_deref()
             .unwrap_or("")
-            .contains("MaximumPrefixesReached"),
-        "B got the Cease: {st_b:?}"
-    );
+            .contains("MaximumPrefixesReached")
+    })
+    .await;
     assert!(a.loc_rib().await.unwrap().is_empty(), "B's routes left A");
     // A stays down even though B keeps trying.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -118,6 +118,35 @@ impl PeerConfig {
     }
 }
 
+impl PeerConfig {
+    /// Checks one peer's settings; `listening` says whether the speaker accepts connections.
+    pub fn validate(&self, listening: bool) -> Result<(), String> {
+        if self.hold_time == 1 || self.hold_time == 2 {
+            return Err(format!(
+                "peer {}: hold time {} is not allowed, use 0 or at least 3",
+                self.address, self.hold_time
+            ));
+        }
+        if self.remote_as == 0 {
+            return Err(format!("peer {}: AS 0 is reserved", self.address));
+        }
+        if self.families.is_empty() {
+            return Err(format!("peer {}: no address family enabled", self.address));
+        }
+        if self.passive && !listening {
+            return Err(format!(
+                "peer {} is passive but the speaker does not listen; set `listen`",
+                self.address
+            ));
+        }
+        self.policy
+            .import
+            .validate()
+            .and(self.policy.export.validate())
+            .map_err(|e| format!("peer {}: {e}", self.address))
+    }
+}
+
 impl SpeakerConfig {
     /// A speaker with no peers, listening on `listen`.
     pub fn new(local_as: u32, router_id: Ipv4Addr, listen: Option<SocketAddr>) -> Self {
@@ -146,29 +175,7 @@ impl SpeakerConfig {
             if !seen.insert(p.address) {
                 return Err(format!("peer {} is configured twice", p.address));
             }
-            if p.hold_time == 1 || p.hold_time == 2 {
-                return Err(format!(
-                    "peer {}: hold time {} is not allowed, use 0 or at least 3",
-                    p.address, p.hold_time
-                ));
-            }
-            if p.remote_as == 0 {
-                return Err(format!("peer {}: AS 0 is reserved", p.address));
-            }
-            if p.families.is_empty() {
-                return Err(format!("peer {}: no address family enabled", p.address));
-            }
-            if p.passive && self.listen.is_none() {
-                return Err(format!(
-                    "peer {} is passive but the speaker does not listen; set `listen`",
-                    p.address
-                ));
-            }
-            p.policy
-                .import
-                .validate()
-                .and(p.policy.export.validate())
-                .map_err(|e| format!("peer {}: {e}", p.address))?;
+            p.validate(self.listen.is_some())?;
         }
         Ok(())
     }

@@ -29,7 +29,19 @@ enum ApiCmd {
     Withdraw(IpNet),
     LocRib(oneshot::Sender<Vec<LocRoute>>),
     Counts(oneshot::Sender<HashMap<IpAddr, (usize, usize)>>),
+    AddPeer(Box<PeerConfig>),
+    RemovePeer(IpAddr),
 }
+
+/// A peer task and the way to reach it.
+struct PeerHandle {
+    tx: mpsc::UnboundedSender<PeerCmd>,
+    task: JoinHandle<()>,
+}
+
+/// The running peer tasks, shared by the API, the RIB task and the listener. Only the RIB
+/// task adds and removes entries, so the RIB always knows a peer before its task reports.
+type PeerMap = Arc<Mutex<HashMap<IpAddr, PeerHandle>>>;
 
 /// A running speaker. Dropping it without [`Speaker::shutdown`] aborts its tasks.
 pub struct Speaker {
@@ -37,10 +49,10 @@ pub struct Speaker {
     status: StatusMap,
     routes: Option<mpsc::UnboundedReceiver<RouteChange>>,
     local_addr: Option<std::net::SocketAddr>,
-    peers: HashMap<IpAddr, mpsc::UnboundedSender<PeerCmd>>,
-    peer_tasks: Vec<JoinHandle<()>>,
+    listening: bool,
+    peers: PeerMap,
     /// The RIB task and the listener, which run until aborted.
-    service_tasks: Vec<JoinHandle<()>>,
+    service_tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Speaker {
@@ -57,52 +69,31 @@ impl Speaker {
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let status: StatusMap = Arc::new(Mutex::new(BTreeMap::new()));
+        let peers: PeerMap = Arc::new(Mutex::new(HashMap::new()));
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let (api_tx, api_rx) = mpsc::unbounded_channel();
         let (route_tx, route_rx) = mpsc::unbounded_channel();
-        let mut rib = Rib::new(RibConfig {
+        let rib = Rib::new(RibConfig {
             local_as: cfg.local_as,
             router_id: cfg.router_id,
             cluster_id: cfg.cluster_id,
         });
-        let mut peers = HashMap::new();
-        let mut peer_tasks = Vec::new();
-        let mut service_tasks = Vec::new();
-        for p in &cfg.peers {
-            rib.add_peer(RibPeer {
-                addr: p.address,
-                remote_as: p.remote_as,
-                rr_client: p.rr_client,
-                next_hop_self: p.next_hop_self,
-                policy: p.policy.clone(),
-            });
-            status
-                .lock()
-                .expect("status lock")
-                .insert(p.address, PeerStatus::new(p.address, p.remote_as));
-            let session = SessionConfig {
-                local_as: cfg.local_as,
-                peer_as: p.remote_as,
-                local_id: cfg.router_id,
-                hold_time: p.hold_time,
-                connect_retry: cfg.connect_retry,
-                idle_hold: cfg.idle_hold,
-                passive: p.passive,
-                families: p.families.clone(),
-                graceful_restart: cfg.graceful_restart,
-            };
-            let (tx, rx) = mpsc::unbounded_channel();
-            let task = PeerTask::new(p.clone(), session, rx, report_tx.clone(), status.clone());
-            peer_tasks.push(tokio::spawn(task.run()));
-            peers.insert(p.address, tx);
-        }
-        let core = Core {
+        let mut core = Core {
             rib,
+            base: SpeakerConfig {
+                peers: Vec::new(),
+                ..cfg.clone()
+            },
             peers: peers.clone(),
+            status: status.clone(),
+            reports: report_tx,
             generations: HashMap::new(),
             routes: route_tx,
         };
-        service_tasks.push(tokio::spawn(core.run(report_rx, api_rx)));
+        for p in &cfg.peers {
+            core.add_peer(p.clone());
+        }
+        let mut service_tasks = vec![tokio::spawn(core.run(report_rx, api_rx))];
         if let Some(l) = listener {
             service_tasks.push(tokio::spawn(accept_loop(l, peers.clone())));
         }
@@ -111,9 +102,9 @@ impl Speaker {
             status,
             routes: Some(route_rx),
             local_addr,
+            listening: cfg.listen.is_some(),
             peers,
-            peer_tasks,
-            service_tasks,
+            service_tasks: Mutex::new(service_tasks),
         })
     }
 
@@ -208,38 +199,92 @@ impl Speaker {
         self.peer_cmd(addr, PeerCmd::Stop)
     }
 
+    /// Adds a neighbour to the running speaker; its session starts at once. The
+    /// configuration is checked first; an address that is already a peer is refused (remove
+    /// it first to change its settings).
+    pub fn add_peer(&self, peer: PeerConfig) -> Result<(), Error> {
+        peer.validate(self.listening)
+            .map_err(|what| Error::Config { what })?;
+        if self.peer_map().contains_key(&peer.address) {
+            return Err(Error::Config {
+                what: format!(
+                    "peer {} is already configured; remove it first to change it",
+                    peer.address
+                ),
+            });
+        }
+        self.api
+            .send(ApiCmd::AddPeer(Box::new(peer)))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Removes a neighbour: its session ends with a Cease and every route
+    /// it gave us is withdrawn (and removed from the kernel by whoever programs it).
+    pub fn remove_peer(&self, addr: IpAddr) -> Result<(), Error> {
+        if !self.peer_map().contains_key(&addr) {
+            return Err(Error::UnknownPeer { addr });
+        }
+        self.api
+            .send(ApiCmd::RemovePeer(addr))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// The addresses of the configured peers.
+    pub fn peer_addresses(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.peer_map().keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    fn peer_map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, PeerHandle>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn peer_cmd(&self, addr: IpAddr, cmd: PeerCmd) -> Result<(), Error> {
-        self.peers
+        self.peer_map()
             .get(&addr)
             .ok_or(Error::UnknownPeer { addr })?
+            .tx
             .send(cmd)
             .map_err(|_| Error::Stopped)
     }
 
     /// Stops every session with Cease / Administrative Shutdown and ends all tasks.
-    pub async fn shutdown(mut self) {
-        for tx in self.peers.values() {
-            let _ = tx.send(PeerCmd::Shutdown);
+    pub async fn shutdown(&self) {
+        let handles: Vec<PeerHandle> = self.peer_map().drain().map(|(_, h)| h).collect();
+        for h in &handles {
+            let _ = h.tx.send(PeerCmd::Shutdown);
         }
         // Peer tasks end after sending their Cease; bound the wait all the same.
-        for t in std::mem::take(&mut self.peer_tasks) {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+        for h in handles {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), h.task).await;
         }
-        for t in &self.service_tasks {
+        // Waiting for the aborted tasks means the listening socket is closed on return, so
+        // a new speaker can bind the same address at once.
+        let services = std::mem::take(&mut *self.services());
+        for t in services {
             t.abort();
+            let _ = t.await;
         }
+    }
+
+    fn services(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.service_tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Drop for Speaker {
     fn drop(&mut self) {
-        for t in self.peer_tasks.iter().chain(&self.service_tasks) {
+        for h in self.peer_map().values() {
+            h.task.abort();
+        }
+        for t in self.services().iter() {
             t.abort();
         }
     }
 }
 
-async fn accept_loop(l: TcpListener, peers: HashMap<IpAddr, mpsc::UnboundedSender<PeerCmd>>) {
+async fn accept_loop(l: TcpListener, peers: PeerMap) {
     loop {
         let (stream, remote) = match l.accept().await {
             Ok(c) => c,
@@ -257,7 +302,12 @@ async fn accept_loop(l: TcpListener, peers: HashMap<IpAddr, mpsc::UnboundedSende
                 .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
-        match peers.get(&ip) {
+        let tx = peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ip)
+            .map(|h| h.tx.clone());
+        match tx {
             Some(tx) => {
                 let _ = tx.send(PeerCmd::Incoming(stream));
             }
@@ -269,12 +319,74 @@ async fn accept_loop(l: TcpListener, peers: HashMap<IpAddr, mpsc::UnboundedSende
 /// The RIB task.
 struct Core {
     rib: Rib,
-    peers: HashMap<IpAddr, mpsc::UnboundedSender<PeerCmd>>,
+    /// The speaker's settings (without peers), for sessions of peers added later.
+    base: SpeakerConfig,
+    peers: PeerMap,
+    status: StatusMap,
+    reports: mpsc::UnboundedSender<PeerReport>,
     generations: HashMap<IpAddr, u64>,
     routes: mpsc::UnboundedSender<RouteChange>,
 }
 
 impl Core {
+    /// Registers a peer with the RIB and the status table, then starts its task.
+    fn add_peer(&mut self, p: PeerConfig) {
+        self.rib.add_peer(RibPeer {
+            addr: p.address,
+            remote_as: p.remote_as,
+            rr_client: p.rr_client,
+            next_hop_self: p.next_hop_self,
+            policy: p.policy.clone(),
+        });
+        self.status
+            .lock()
+            .expect("status lock")
+            .insert(p.address, PeerStatus::new(p.address, p.remote_as));
+        let session = SessionConfig {
+            local_as: self.base.local_as,
+            peer_as: p.remote_as,
+            local_id: self.base.router_id,
+            hold_time: p.hold_time,
+            connect_retry: self.base.connect_retry,
+            idle_hold: self.base.idle_hold,
+            passive: p.passive,
+            families: p.families.clone(),
+            graceful_restart: self.base.graceful_restart,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let address = p.address;
+        let task = PeerTask::new(p, session, rx, self.reports.clone(), self.status.clone());
+        let handle = PeerHandle {
+            tx,
+            task: tokio::spawn(task.run()),
+        };
+        let old = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(address, handle);
+        if let Some(old) = old {
+            old.task.abort();
+        }
+    }
+
+    /// Ends a peer's session and task and forgets its routes.
+    fn remove_peer(&mut self, addr: IpAddr) {
+        let handle = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&addr);
+        if let Some(h) = handle {
+            // The task sends its Cease and ends; its last report finds the peer gone.
+            let _ = h.tx.send(PeerCmd::Shutdown);
+        }
+        self.generations.remove(&addr);
+        self.status.lock().expect("status lock").remove(&addr);
+        let out = self.rib.remove_peer(addr);
+        self.emit(out);
+    }
+
     async fn run(
         mut self,
         mut reports: mpsc::UnboundedReceiver<PeerReport>,
@@ -290,6 +402,9 @@ impl Core {
     }
 
     fn report(&mut self, r: PeerReport) {
+        if !self.known(r.peer()) {
+            return; // the last words of a removed peer's task
+        }
         let (peer, out) = match r {
             PeerReport::Up {
                 peer,
@@ -310,9 +425,7 @@ impl Core {
             }
         };
         if let Some((family, limit)) = out.max_prefix_exceeded {
-            if let Some(tx) = self.peers.get(&peer) {
-                let _ = tx.send(PeerCmd::MaxPrefix { family, limit });
-            }
+            self.send_to(peer, PeerCmd::MaxPrefix { family, limit });
         }
         self.emit(out);
     }
@@ -330,14 +443,22 @@ impl Core {
             ApiCmd::LocRib(tx) => {
                 let _ = tx.send(self.rib.loc_rib());
             }
+            ApiCmd::AddPeer(p) => self.add_peer(*p),
+            ApiCmd::RemovePeer(addr) => self.remove_peer(addr),
             ApiCmd::Counts(tx) => {
-                let counts = self
+                let addrs: Vec<IpAddr> = self
                     .peers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
                     .keys()
+                    .copied()
+                    .collect();
+                let counts = addrs
+                    .into_iter()
                     .map(|a| {
                         (
-                            *a,
-                            (self.rib.prefixes_received(*a), self.rib.prefixes_sent(*a)),
+                            a,
+                            (self.rib.prefixes_received(a), self.rib.prefixes_sent(a)),
                         )
                     })
                     .collect();
@@ -356,12 +477,31 @@ impl Core {
         }
         for (peer, updates) in per_peer {
             let generation = self.generations.get(&peer).copied().unwrap_or(0);
-            if let Some(tx) = self.peers.get(&peer) {
-                let _ = tx.send(PeerCmd::Send {
+            self.send_to(
+                peer,
+                PeerCmd::Send {
                     generation,
                     updates,
-                });
-            }
+                },
+            );
+        }
+    }
+
+    fn known(&self, peer: IpAddr) -> bool {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&peer)
+    }
+
+    fn send_to(&self, peer: IpAddr, cmd: PeerCmd) {
+        if let Some(h) = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+        {
+            let _ = h.tx.send(cmd);
         }
     }
 }

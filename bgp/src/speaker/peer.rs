@@ -56,6 +56,20 @@ pub(crate) enum PeerReport {
     GracefulRestartExpired { peer: IpAddr },
 }
 
+impl PeerReport {
+    /// The peer the report is about.
+    pub(crate) fn peer(&self) -> IpAddr {
+        match self {
+            PeerReport::Up { peer, .. }
+            | PeerReport::Down { peer, .. }
+            | PeerReport::Update { peer, .. }
+            | PeerReport::EndOfRib { peer, .. }
+            | PeerReport::RouteRefresh { peer, .. }
+            | PeerReport::GracefulRestartExpired { peer } => *peer,
+        }
+    }
+}
+
 pub(crate) struct PeerTask {
     cfg: PeerConfig,
     session: Session,

@@ -9,6 +9,7 @@
 //! container attach costs a handful of round trips of a few microseconds each.
 
 mod address;
+pub mod batch;
 mod errors;
 mod fdb;
 mod host;
@@ -16,6 +17,7 @@ mod link;
 mod neighbour;
 mod route;
 mod socket;
+mod tunnel;
 
 use std::net::IpAddr;
 
