@@ -424,16 +424,16 @@ impl Agent {
         if self.joined.is_none() || self.keeper.subnet().is_none() {
             return;
         }
+        if self.last_repair.elapsed() < REPAIR_EVERY {
+            return;
+        }
+        self.last_repair = Instant::now();
         if self.joined.as_ref().is_some_and(|j| j.mtu.is_none()) {
             if let Some(data) = self.init_backend() {
                 self.feed(Input::BackendData(data), pending);
             }
             return;
         }
-        if self.last_repair.elapsed() < REPAIR_EVERY {
-            return;
-        }
-        self.last_repair = Instant::now();
         let Some(backend) = self.backend.clone() else {
             return;
         };

@@ -111,6 +111,15 @@ fn vxlan_containers_on_three_hosts_reach_each_other_with_their_own_addresses() {
         2,
         "{status}"
     );
+
+    // Someone deletes the VXLAN device: the agent re-creates it and re-programs the peers.
+    w.hosts[0].ns.sh("ip link del weft.42");
+    assert!(
+        eventually(Duration::from_secs(10), || c0.ping(a1)),
+        "not repaired: {}",
+        w.hosts[0].log()
+    );
+    assert!(w.hosts[0].log().contains("repaired"));
 }
 
 #[test]

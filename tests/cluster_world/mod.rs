@@ -205,6 +205,8 @@ pub struct ClusterWorld {
     etcd: Option<Etcd>,
     etcd_port: u16,
     extra: Vec<Child>,
+    /// Extra etcd flags (e.g. `--max-txn-ops`).
+    pub etcd_flags: Vec<String>,
 }
 
 impl ClusterWorld {
@@ -225,6 +227,7 @@ impl ClusterWorld {
             etcd: None,
             etcd_port: 0,
             extra: Vec::new(),
+            etcd_flags: Vec::new(),
         };
         w.underlay = w.ns("underlay");
         w.underlay.sh(&format!(
@@ -308,6 +311,7 @@ impl ClusterWorld {
                 "--initial-cluster",
                 &format!("weft-test={peer}"),
             ])
+            .args(&self.etcd_flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -345,13 +349,18 @@ impl ClusterWorld {
 
     /// `weft cluster init c1 --network 10.244.0.0/16 --backend B EXTRA…` from host 0.
     pub fn init_cluster(&self, backend: &str, extra: &[&str]) {
+        self.init_cluster_on("10.244.0.0/16", backend, extra);
+    }
+
+    /// `weft cluster init c1 --network NETWORK --backend B EXTRA…` from host 0.
+    pub fn init_cluster_on(&self, network: &str, backend: &str, extra: &[&str]) {
         let endpoint = self.endpoint();
         let mut args = vec![
             "cluster",
             "init",
             CLUSTER,
             "--network",
-            "10.244.0.0/16",
+            network,
             "--backend",
             backend,
             "--etcd-endpoints",

@@ -267,6 +267,24 @@ impl Etcd {
         Ok(response.deleted() > 0)
     }
 
+    /// Writes many keys in one transaction, attached to `lease` (0: none). For seeding a
+    /// cluster in tests and benchmarks; etcd limits a transaction to `--max-txn-ops` (default
+    /// 128) operations.
+    pub async fn put_all(
+        &mut self,
+        kvs: Vec<(String, Vec<u8>)>,
+        lease: i64,
+    ) -> Result<i64, ClusterError> {
+        let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
+        let ops: Vec<TxnOp> = kvs
+            .into_iter()
+            .map(|(k, v)| TxnOp::put(k, v, options.clone()))
+            .collect();
+        let ep = self.endpoints.clone();
+        let response = within(&ep, "write keys", self.client.txn(Txn::new().and_then(ops))).await?;
+        Ok(response.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
     /// Every lease, valid ones parsed and malformed ones as their error.
     pub async fn leases(
         &mut self,
