@@ -111,11 +111,7 @@ pub fn choose_subnet(input: &ChoiceInput<'_>) -> Result<Claim, ClusterError> {
         carve::is_host_subnet(config.network, config.subnet_len, subnet)
             && !reserved.contains_key(&subnet)
     };
-    if let Some(claim) = input
-        .previous
-        .filter(|s| usable(*s))
-        .and_then(claim_for)
-    {
+    if let Some(claim) = input.previous.filter(|s| usable(*s)).and_then(claim_for) {
         return Ok(claim);
     }
     if let Some(lease) = input
