@@ -2,6 +2,7 @@
 
 mod agent;
 mod cli;
+mod cni;
 mod daemon;
 mod setup;
 
@@ -10,6 +11,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if cni::invoked_as_plugin() {
+        return cni::main();
+    }
     let args = cli::Cli::parse();
     setup::init_logging(args.log_level.as_deref(), args.command.is_daemon());
     match cli::run(args) {

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod net;
+pub mod podman;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
