@@ -444,3 +444,48 @@ fn cluster_cli_refuses_bad_input_and_says_when_etcd_is_down() {
         "the reservation wins"
     );
 }
+
+#[test]
+fn dual_stack_cluster_carries_ipv6_between_hosts_over_vxlan() {
+    if !can_run("dual stack") {
+        return;
+    }
+    let mut w = ClusterWorld::new(2);
+    w.start_etcd();
+    w.init_cluster(
+        "vxlan",
+        &["--network-v6", "fd00:244::/48", "--subnet-len-v6", "64"],
+    );
+    for i in 0..2 {
+        w.start_daemon(i, TTL, &[]);
+    }
+    let subnets: Vec<String> = (0..2).map(|i| w.hosts[i].wait_joined(JOIN)).collect();
+    let v6: Vec<String> = (0..2)
+        .map(|i| {
+            w.hosts[i].record().unwrap()["subnet_v6"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // The IPv6 subnet has the IPv4 subnet's index.
+    for (s4, s6) in subnets.iter().zip(&v6) {
+        let index = s4.split('.').nth(2).unwrap();
+        assert_eq!(s6, &format!("fd00:244:0:{index}::/64"));
+    }
+    let c0 = w.container(0, "c0");
+    let c1 = w.container(1, "c1");
+    all_ping(&[c0.clone(), c1.clone()]).unwrap();
+    let addr6 = c1.0.sh("ip -6 -o addr show dev eth0 scope global");
+    let a6 = addr6
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.split('/').next())
+        .expect("a global IPv6 address")
+        .to_string();
+    assert!(
+        eventually(Duration::from_secs(10), || c0.0.ping(&a6)),
+        "no IPv6 across hosts: {}",
+        w.hosts[0].ns.sh("ip -6 route; ip -6 neigh show dev weft.1")
+    );
+}
