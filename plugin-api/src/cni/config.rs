@@ -68,17 +68,27 @@ const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Everything weft reads from a network configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
+    /// `cniVersion`: results and errors answer in it.
     pub version: Version,
+    /// `name`: the weft network's name.
     pub name: String,
     /// The plugin `type`: `weft`, or another plugin when weft serves as its IPAM.
     pub plugin_type: String,
+    /// The bridge keys (defaults unless `type` is `weft`).
     pub bridge: BridgeConf,
+    /// `ipam`.
     pub ipam: IpamConf,
+    /// `dns`, passed through to the result.
     pub dns: Option<Value>,
+    /// `runtimeConfig`.
     pub runtime: RuntimeConfig,
+    /// `args.cni`.
     pub args: ConfArgs,
+    /// `prevResult`: the chain's result so far (ADD), or the result to check or undo.
     pub prev_result: Option<CniResult>,
+    /// `stateDir`.
     pub state_dir: Option<PathBuf>,
+    /// `lockTimeout`.
     pub lock_timeout: Duration,
     /// GC: the attachments the runtime still knows (both spellings of the key, merged).
     pub valid_attachments: Option<Vec<Attachment>>,
@@ -87,11 +97,17 @@ pub struct NetConf {
 /// The bridge's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeConf {
+    /// `bridge`: the bridge's name; `None` = the driver's `br-<id>`.
     pub bridge: Option<String>,
+    /// `mtu`: of the bridge and the veths; `None` = the kernel's default.
     pub mtu: Option<u32>,
+    /// `ipMasq`: masquerade traffic leaving the network.
     pub ip_masq: bool,
+    /// `hairpinMode`: a container reaches itself through its published ports.
     pub hairpin: bool,
+    /// `icc`: containers of the network reach each other.
     pub icc: bool,
+    /// `internal`: nothing in or out of the network.
     pub internal: bool,
 }
 

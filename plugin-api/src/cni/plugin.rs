@@ -71,21 +71,28 @@ fn add(ctx: &Ctx) -> Result<Value, CniError> {
     Ok(out.to_json(ctx.conf.version))
 }
 
-/// The delegated IPAM plugin's ADD, read as a result.
+/// The delegated IPAM plugin's ADD, read as a result; an unusable answer is given back.
 fn ipam_add(d: &super::delegate::Delegate, ctx: &Ctx) -> Result<CniResult, CniError> {
-    let v = d.run(Command::Add)?.ok_or_else(|| {
-        CniError::Decoding(format!("{} plugin printed no result for ADD", d.plugin))
-    })?;
-    let r = CniResult::parse(&v, &format!("the {} plugin's result", d.plugin))?;
-    if r.ips.is_empty() {
-        let _ = d.run(Command::Del);
-        return Err(CniError::InvalidConfig(format!(
-            "the {} plugin handed out no address for {}",
-            d.plugin,
-            ctx.attachment_text()
-        )));
-    }
-    Ok(r)
+    let v = d.run(Command::Add)?;
+    let read = || -> Result<CniResult, CniError> {
+        let v = v.ok_or_else(|| {
+            CniError::Decoding(format!("{} plugin printed no result for ADD", d.plugin))
+        })?;
+        let r = CniResult::parse(&v, &format!("the {} plugin's result", d.plugin))?;
+        if r.ips.is_empty() {
+            return Err(CniError::InvalidConfig(format!(
+                "the {} plugin handed out no address for {}",
+                d.plugin,
+                ctx.attachment_text()
+            )));
+        }
+        Ok(r)
+    };
+    read().inspect_err(|_| {
+        if let Err(e) = d.run(Command::Del) {
+            tracing::warn!(error = %e, "giving back an unusable delegated allocation");
+        }
+    })
 }
 
 /// Network, endpoint, extra routes and result; on failure nothing of the endpoint is left.
