@@ -9,6 +9,7 @@
 //! network's rules.
 
 pub mod docker_user;
+mod elements;
 mod endpoint_ports;
 mod nft;
 mod ruleset;
@@ -18,6 +19,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+pub use elements::ElementOp;
 pub use endpoint_ports::targets as endpoint_targets;
 pub use nft::{NftRunner, RecordingNft, SystemNft};
 pub use ruleset::TABLE;
@@ -124,7 +126,8 @@ impl<R: NftRunner> Firewall<R> {
         if targets.is_empty() {
             return Ok(());
         }
-        self.runner.run(&ruleset::ports_add(targets))
+        let ops: Vec<ElementOp> = targets.iter().copied().map(ElementOp::Add).collect();
+        self.runner.elements(&ops)
     }
 
     /// Removes DNAT entries; absent ones are not an error.
@@ -132,7 +135,12 @@ impl<R: NftRunner> Firewall<R> {
         if targets.is_empty() {
             return Ok(());
         }
-        self.runner.run(&ruleset::ports_remove(targets))
+        // Add-then-delete keeps the batch valid whether or not each element exists.
+        let ops: Vec<ElementOp> = targets
+            .iter()
+            .flat_map(|p| [ElementOp::Add(*p), ElementOp::Delete(*p)])
+            .collect();
+        self.runner.elements(&ops)
     }
 
     /// Every DNAT entry in the kernel (empty when the table does not exist).

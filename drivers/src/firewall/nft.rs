@@ -4,6 +4,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+use super::elements::{self, ElementOp};
+use super::ruleset;
 use crate::error::DriverError;
 
 /// Runs nft: scripts as single transactions, listings as JSON.
@@ -13,6 +15,10 @@ pub trait NftRunner: Send + Sync {
     /// `nft -j list <what>`: the JSON listing (nft 1.0.6 prints nothing for listings read from
     /// a script, so listings go on the command line).
     fn list(&self, what: &[&str]) -> Result<String, DriverError>;
+    /// Adds and deletes port-map elements, all or nothing. By default as an nft script.
+    fn elements(&self, ops: &[ElementOp]) -> Result<(), DriverError> {
+        self.run(&ruleset::elements_script(ops))
+    }
 }
 
 /// The `nft` program.
@@ -59,6 +65,11 @@ impl NftRunner for SystemNft {
         let mut args = vec!["-j", "list"];
         args.extend_from_slice(what);
         Self::exec(&args, "")
+    }
+
+    /// Straight over netlink: the hot path of every attach and detach.
+    fn elements(&self, ops: &[ElementOp]) -> Result<(), DriverError> {
+        elements::apply(ops)
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::Value;
 
+use super::elements::ElementOp;
 use super::{NetworkRules, PortTarget};
 use crate::error::DriverError;
 use crate::model::Protocol;
@@ -231,7 +232,7 @@ pub(super) fn network_remove(net: &NetworkRules) -> String {
     s
 }
 
-fn port_map(p: &PortTarget) -> &'static str {
+pub(super) fn port_map(p: &PortTarget) -> &'static str {
     match (p.container_ip, p.host_ip) {
         (IpAddr::V4(_), None) => "ports4_any",
         (IpAddr::V4(_), Some(_)) => "ports4_ip",
@@ -256,29 +257,24 @@ fn port_element(p: &PortTarget) -> String {
     )
 }
 
-pub(super) fn ports_add(targets: &[PortTarget]) -> String {
+/// The nft text of a batch of port-map changes (what runners without a faster path run).
+pub(super) fn elements_script(ops: &[ElementOp]) -> String {
     let mut s = String::new();
-    for p in targets {
-        let _ = writeln!(
-            s,
-            "add element inet {TABLE} {} {{ {} }}",
-            port_map(p),
-            port_element(p)
-        );
-    }
-    s
-}
-
-pub(super) fn ports_remove(targets: &[PortTarget]) -> String {
-    let mut s = String::new();
-    for p in targets {
-        let map = port_map(p);
-        let _ = writeln!(
-            s,
-            "add element inet {TABLE} {map} {{ {} }}",
-            port_element(p)
-        );
-        let _ = writeln!(s, "delete element inet {TABLE} {map} {{ {} }}", port_key(p));
+    for op in ops {
+        let _ = match op {
+            ElementOp::Add(p) => writeln!(
+                s,
+                "add element inet {TABLE} {} {{ {} }}",
+                port_map(p),
+                port_element(p)
+            ),
+            ElementOp::Delete(p) => writeln!(
+                s,
+                "delete element inet {TABLE} {} {{ {} }}",
+                port_map(p),
+                port_key(p)
+            ),
+        };
     }
     s
 }

@@ -64,12 +64,16 @@ fn network_remove_is_valid_whether_or_not_objects_exist() {
 
 #[test]
 fn ports_go_to_the_map_of_their_family_and_binding() {
-    let text = ruleset::ports_add(&[
+    let ops: Vec<ElementOp> = [
         target(None, "172.18.0.2"),
         target(Some("127.0.0.1"), "172.18.0.2"),
         target(None, "fd00:1::2"),
         target(Some("::1"), "fd00:1::2"),
-    ]);
+    ]
+    .into_iter()
+    .map(ElementOp::Add)
+    .collect();
+    let text = ruleset::elements_script(&ops);
     assert!(text.contains("ports4_any { tcp . 8080 : 172.18.0.2 . 80 }"));
     assert!(text.contains("ports4_ip { 127.0.0.1 . tcp . 8080 : 172.18.0.2 . 80 }"));
     assert!(text.contains("ports6_any { tcp . 8080 : fd00:1::2 . 80 }"));
@@ -78,7 +82,11 @@ fn ports_go_to_the_map_of_their_family_and_binding() {
 
 #[test]
 fn ports_remove_deletes_by_key() {
-    let text = ruleset::ports_remove(&[target(Some("127.0.0.1"), "172.18.0.2")]);
+    let fw = Firewall::with_runner(RecordingNft::default());
+    fw.unpublish(&[target(Some("127.0.0.1"), "172.18.0.2")])
+        .unwrap();
+    let text = fw.runner().scripts.lock().unwrap().concat();
+    assert!(text.find("add element").unwrap() < text.find("delete element").unwrap());
     assert!(text.contains("delete element inet weft ports4_ip { 127.0.0.1 . tcp . 8080 }"));
 }
 
