@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backend;
 pub mod codec;
 pub mod error;
 pub mod fsm;
@@ -38,6 +39,7 @@ pub mod policy;
 pub mod rib;
 pub mod speaker;
 
+pub use backend::{BgpBackend, BgpBackendConfig};
 pub use error::Error;
 pub use rib::RouteChange;
 pub use speaker::{PeerConfig, PeerStatus, Speaker, SpeakerConfig};

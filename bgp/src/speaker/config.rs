@@ -59,7 +59,7 @@ fn default_families() -> Vec<Family> {
 }
 
 /// One neighbour.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerConfig {
     /// The peer's address.
     pub address: IpAddr,

@@ -50,6 +50,8 @@ pub struct Speaker {
     routes: Option<mpsc::UnboundedReceiver<RouteChange>>,
     local_addr: Option<std::net::SocketAddr>,
     listening: bool,
+    /// The peers as the API has configured them so far (the RIB task catches up in order).
+    configured: Mutex<BTreeMap<IpAddr, PeerConfig>>,
     peers: PeerMap,
     /// The RIB task and the listener, which run until aborted.
     service_tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -103,6 +105,7 @@ impl Speaker {
             routes: Some(route_rx),
             local_addr,
             listening: cfg.listen.is_some(),
+            configured: Mutex::new(cfg.peers.iter().map(|p| (p.address, p.clone())).collect()),
             peers,
             service_tasks: Mutex::new(service_tasks),
         })
@@ -200,28 +203,39 @@ impl Speaker {
     }
 
     /// Adds a neighbour to the running speaker; its session starts at once. The
-    /// configuration is checked first; an address that is already a peer is refused (remove
-    /// it first to change its settings).
+    /// configuration is checked first; an address that is already a peer is refused (use
+    /// [`Speaker::set_peer`] to change one).
     pub fn add_peer(&self, peer: PeerConfig) -> Result<(), Error> {
-        peer.validate(self.listening)
-            .map_err(|what| Error::Config { what })?;
-        if self.peer_map().contains_key(&peer.address) {
+        if self.configured().contains_key(&peer.address) {
             return Err(Error::Config {
                 what: format!(
-                    "peer {} is already configured; remove it first to change it",
+                    "peer {} is already configured; remove it first or use set_peer",
                     peer.address
                 ),
             });
         }
+        self.set_peer(peer)
+    }
+
+    /// Adds a neighbour, or replaces one with other settings (its session restarts and its
+    /// routes are relearned). Setting a peer to the settings it has changes nothing.
+    pub fn set_peer(&self, peer: PeerConfig) -> Result<(), Error> {
+        peer.validate(self.listening)
+            .map_err(|what| Error::Config { what })?;
+        let mut configured = self.configured();
+        if configured.get(&peer.address) == Some(&peer) {
+            return Ok(());
+        }
+        configured.insert(peer.address, peer.clone());
         self.api
             .send(ApiCmd::AddPeer(Box::new(peer)))
             .map_err(|_| Error::Stopped)
     }
 
-    /// Removes a neighbour: its session ends with a Cease and every route
-    /// it gave us is withdrawn (and removed from the kernel by whoever programs it).
+    /// Removes a neighbour: its session ends with a Cease and every route it gave us is
+    /// withdrawn (and removed from the kernel by whoever programs it).
     pub fn remove_peer(&self, addr: IpAddr) -> Result<(), Error> {
-        if !self.peer_map().contains_key(&addr) {
+        if self.configured().remove(&addr).is_none() {
             return Err(Error::UnknownPeer { addr });
         }
         self.api
@@ -229,11 +243,13 @@ impl Speaker {
             .map_err(|_| Error::Stopped)
     }
 
-    /// The addresses of the configured peers.
-    pub fn peer_addresses(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self.peer_map().keys().copied().collect();
-        v.sort();
-        v
+    /// The configured peers, by address.
+    pub fn peers(&self) -> BTreeMap<IpAddr, PeerConfig> {
+        self.configured().clone()
+    }
+
+    fn configured(&self) -> std::sync::MutexGuard<'_, BTreeMap<IpAddr, PeerConfig>> {
+        self.configured.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn peer_map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, PeerHandle>> {
@@ -329,8 +345,12 @@ struct Core {
 }
 
 impl Core {
-    /// Registers a peer with the RIB and the status table, then starts its task.
+    /// Registers a peer with the RIB and the status table, then starts its task. A peer
+    /// of the same address is removed first.
     fn add_peer(&mut self, p: PeerConfig) {
+        if self.known(p.address) {
+            self.remove_peer(p.address);
+        }
         self.rib.add_peer(RibPeer {
             addr: p.address,
             remote_as: p.remote_as,

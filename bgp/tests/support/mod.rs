@@ -9,6 +9,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod daemons;
 
 use std::future::Future;
