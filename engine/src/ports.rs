@@ -241,7 +241,7 @@ fn pick(
             store.create(&port_key(m.protocol, port, m.host_ip), owner.as_bytes())?;
             if advance_cursor {
                 let next = if port >= hi { lo } else { port + 1 };
-                store.put(PORTS_CURSOR, next.to_string().as_bytes())?;
+                store.put_hint(PORTS_CURSOR, next.to_string().as_bytes())?;
             }
             return Ok(m);
         }

@@ -144,12 +144,17 @@ impl FileStore {
 
     /// `write_temp` into `dir`, re-creating it once if a concurrent prune removed it between
     /// `ensure_dir` and the write.
-    fn write_temp_in(&self, dir: &Path, value: &[u8]) -> Result<PathBuf, StoreError> {
+    fn write_temp_in(
+        &self,
+        dir: &Path,
+        value: &[u8],
+        durable: bool,
+    ) -> Result<PathBuf, StoreError> {
         self.ensure_dir(dir)?;
-        match write_temp(dir, value) {
+        match write_temp(dir, value, durable) {
             Err(StoreError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 self.ensure_dir(dir)?;
-                write_temp(dir, value)
+                write_temp(dir, value, durable)
             }
             other => other,
         }
@@ -203,7 +208,7 @@ impl Store for FileStore {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let path = self.key_path(key)?;
         let dir = parent_of(&path);
-        let tmp = self.write_temp_in(dir, value)?;
+        let tmp = self.write_temp_in(dir, value, true)?;
         if let Err(e) = fs::rename(&tmp, &path) {
             discard(&tmp);
             return Err(io_error(&path, e));
@@ -211,10 +216,19 @@ impl Store for FileStore {
         sync_dir(dir)
     }
 
+    fn put_hint(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let path = self.key_path(key)?;
+        let tmp = self.write_temp_in(parent_of(&path), value, false)?;
+        fs::rename(&tmp, &path).map_err(|e| {
+            discard(&tmp);
+            io_error(&path, e)
+        })
+    }
+
     fn create(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let path = self.key_path(key)?;
         let dir = parent_of(&path);
-        let tmp = self.write_temp_in(dir, value)?;
+        let tmp = self.write_temp_in(dir, value, true)?;
         // link(2) fails with EEXIST instead of replacing: the atomic "create if absent", and the
         // linked file is complete because it was fsynced before it got its name.
         let linked = fs::hard_link(&tmp, &path);
@@ -272,7 +286,8 @@ fn read_names(dir: &Path) -> Result<Vec<(String, bool)>, StoreError> {
 }
 
 /// Writes `value` to a fresh `.tmp-<random>` file in `dir` and fsyncs it.
-fn write_temp(dir: &Path, value: &[u8]) -> Result<PathBuf, StoreError> {
+/// A complete temporary file in `dir`, flushed to disk when `durable`.
+fn write_temp(dir: &Path, value: &[u8], durable: bool) -> Result<PathBuf, StoreError> {
     let mut rng = rand::rng();
     loop {
         let path = dir.join(format!("{TMP_PREFIX}{:016x}", rng.random::<u64>()));
@@ -286,7 +301,9 @@ fn write_temp(dir: &Path, value: &[u8]) -> Result<PathBuf, StoreError> {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io_error(&path, e)),
         };
-        let written = file.write_all(value).and_then(|()| file.sync_all());
+        let written =
+            file.write_all(value)
+                .and_then(|()| if durable { file.sync_all() } else { Ok(()) });
         return match written {
             Ok(()) => Ok(path),
             Err(e) => {

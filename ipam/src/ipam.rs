@@ -193,7 +193,8 @@ impl<'s> Ipam<'s> {
         // costs one check later; the other order could hide a free address until a wrap.
         let mut hint = self.hint(&pool)?;
         if hint.after_release(&pool, address) {
-            self.store.put(&hint_key(&pool.id), &encode_hint(&hint))?;
+            self.store
+                .put_hint(&hint_key(&pool.id), &encode_hint(&hint))?;
         }
         self.store.delete(&key)?;
         tracing::debug!(pool = %pool.id, %address, "address released");
@@ -348,7 +349,7 @@ impl<'s> Ipam<'s> {
     /// Stores the hint; failing to is only logged, since the address is already allocated and an
     /// old hint is merely slower, never wrong.
     fn save_hint(&self, pool: &Pool, hint: &Hint) {
-        if let Err(e) = self.store.put(&hint_key(&pool.id), &encode_hint(hint)) {
+        if let Err(e) = self.store.put_hint(&hint_key(&pool.id), &encode_hint(hint)) {
             tracing::warn!(pool = %pool.id, error = %e, "cannot store allocation hint");
         }
     }

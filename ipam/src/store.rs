@@ -49,6 +49,12 @@ pub trait Store: Send + Sync {
     fn children(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Atomically and durably sets `key` (a reader sees the old or the new value, never a mix).
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Atomically sets a key whose loss costs nothing but time (an allocation cursor): a
+    /// reader sees the old or the new value, but a power loss may bring back the old one. Stores
+    /// skip the flushes that `put` pays for.
+    fn put_hint(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.put(key, value)
+    }
     /// Atomically and durably creates `key`; `Ok(false)` if it already exists (value unchanged).
     fn create(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
     /// Durably removes `key`; `Ok(false)` if it was absent.

@@ -279,3 +279,20 @@ fn deleting_the_last_key_removes_its_empty_directories() {
         Some(&b"z"[..])
     );
 }
+
+#[test]
+fn hints_are_replaced_atomically_too() {
+    let (_dir, store) = open();
+    store.put_hint("ipam/cursor/p", b"1").unwrap();
+    store.put_hint("ipam/cursor/p", b"2").unwrap();
+    assert_eq!(
+        store.get("ipam/cursor/p").unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+    assert_eq!(
+        all_files(store.root()).len(),
+        2,
+        "{:?}",
+        all_files(store.root())
+    );
+}
