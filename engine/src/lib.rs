@@ -9,6 +9,7 @@
 
 mod builtin;
 mod cni;
+mod docker;
 mod endpoints;
 mod error;
 pub mod ids;

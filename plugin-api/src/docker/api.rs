@@ -1,15 +1,15 @@
 //! The protocol's dispatch: a request path and body in, a status and JSON body out. Synchronous
 //! (engine calls take the store's file lock); the server runs it on blocking threads.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tracing::{debug, warn};
 use weft_drivers::netlink::Netlink;
-use weft_engine::{Controller, EngineError};
+use weft_engine::{Controller, EndpointRequest, EngineError};
 
 use super::error::DockerError;
 
@@ -128,6 +128,9 @@ pub struct DockerApi {
     /// Methods that fail on purpose after their work is rolled back (tests only).
     faults: BTreeSet<Method>,
     pub(super) host_prefixes: Box<HostPrefixes>,
+    /// Endpoints Docker created and has not joined yet: endpoint id → (network id, request).
+    /// Recorded with their join, in one store write (see `Controller::create_and_join`).
+    pending: Mutex<HashMap<String, (String, EndpointRequest)>>,
 }
 
 impl DockerApi {
@@ -137,7 +140,15 @@ impl DockerApi {
             controller,
             faults: BTreeSet::new(),
             host_prefixes: Box::new(|| Ok(Netlink::open()?.host_prefixes()?)),
+            pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The pending endpoint map; a panic elsewhere cannot leave it unusable.
+    pub(super) fn pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, EndpointRequest)>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Replaces where host prefixes come from (tests without a kernel to ask).

@@ -68,9 +68,14 @@ impl DockerApi {
             labels: BTreeMap::new(),
             origin: Origin::Docker,
         })?;
-        if self.faulty(Method::CreateNetwork) {
+        let pinned = self.controller.pin_endpoints(&record.network.id);
+        if let Err(e) = pinned
+            .map_err(DockerError::from)
+            .and_then(|()| self.injected(Method::CreateNetwork))
+        {
             self.controller.delete_network(&record.network.id)?;
-            return self.injected(Method::CreateNetwork).map(|()| json!({}));
+            self.controller.unpin_endpoints(&record.network.id)?;
+            return Err(e);
         }
         info!(network = %short(&req.network_id), name = %record.network.name, "docker network created");
         Ok(json!({}))
@@ -78,6 +83,8 @@ impl DockerApi {
 
     pub(super) fn delete_network(&self, req: WireNetworkRequest) -> Result<Value, DockerError> {
         self.controller.delete_network(&req.network_id)?;
+        self.controller.unpin_endpoints(&req.network_id)?;
+        self.pending().retain(|_, (net, _)| *net != req.network_id);
         info!(network = %short(&req.network_id), "docker network removed");
         Ok(json!({}))
     }
@@ -110,29 +117,28 @@ impl DockerApi {
                     .map_err(|e| DockerError::bad(method, e))?,
             )
         };
-        let ep = self.controller.create_endpoint(
-            &req.network_id,
-            &req.endpoint_id,
-            &EngineEndpointRequest {
-                addresses: AddressRequest::Given(addresses),
-                mac,
-                ifname: format!("{DST_PREFIX}0"),
-                options: BTreeMap::new(),
-                owner: "docker".into(),
-            },
-        )?;
-        if self.faulty(Method::CreateEndpoint) {
-            self.controller
-                .delete_endpoint(&req.network_id, &req.endpoint_id)?;
-            return self.injected(Method::CreateEndpoint).map(|()| json!({}));
-        }
+        let request = EngineEndpointRequest {
+            addresses: AddressRequest::Given(addresses.clone()),
+            mac,
+            ifname: format!("{DST_PREFIX}0"),
+            options: BTreeMap::new(),
+            owner: "docker".into(),
+        };
+        self.controller
+            .check_endpoint(&req.network_id, &req.endpoint_id, &request)?;
+        self.injected(Method::CreateEndpoint)?;
+        self.pending()
+            .insert(req.endpoint_id.clone(), (req.network_id.clone(), request));
         info!(network = %short(&req.network_id), endpoint = %short(&req.endpoint_id),
-            addresses = ?ep.endpoint.addresses, "docker endpoint created");
+            ?addresses, "docker endpoint created");
         // Docker refuses a reply that restates addresses it gave; the MAC it gave is used as is.
         Ok(json!({}))
     }
 
     pub(super) fn endpoint_oper_info(&self, req: EndpointRequest) -> Result<Value, DockerError> {
+        if self.is_pending(&req) {
+            return Ok(json!({ "Value": {} }));
+        }
         let (_, ep) = self
             .controller
             .endpoint(&req.network_id, &req.endpoint_id)?;
@@ -149,6 +155,7 @@ impl DockerApi {
     }
 
     pub(super) fn delete_endpoint(&self, req: EndpointRequest) -> Result<Value, DockerError> {
+        self.pending().remove(&req.endpoint_id);
         tolerate_gone_endpoint(
             self.controller
                 .delete_endpoint(&req.network_id, &req.endpoint_id),
@@ -159,9 +166,22 @@ impl DockerApi {
     }
 
     pub(super) fn join(&self, req: JoinRequest) -> Result<Value, DockerError> {
-        let info = self
-            .controller
-            .join(&req.network_id, &req.endpoint_id, Sandbox::Delegated)?;
+        let pending = self.pending().get(&req.endpoint_id).cloned();
+        let info = match pending {
+            Some((network, request)) if network == req.network_id => {
+                let info = self.controller.create_and_join(
+                    &req.network_id,
+                    &req.endpoint_id,
+                    &request,
+                    Sandbox::Delegated,
+                )?;
+                self.pending().remove(&req.endpoint_id);
+                info
+            }
+            _ => self
+                .controller
+                .join(&req.network_id, &req.endpoint_id, Sandbox::Delegated)?,
+        };
         let result = self.injected(Method::Join).and_then(|()| {
             let src_name = info.src_name.clone().ok_or_else(|| {
                 DockerError::Engine(EngineError::Invalid(format!(
@@ -206,8 +226,14 @@ impl DockerApi {
     }
 
     pub(super) fn leave(&self, req: EndpointRequest) -> Result<Value, DockerError> {
+        if self.is_pending(&req) {
+            return Ok(json!({}));
+        }
+        // The record goes with the DeleteEndpoint that follows; rewriting it here would only
+        // cost time.
         tolerate_gone_endpoint(
-            self.controller.leave(&req.network_id, &req.endpoint_id),
+            self.controller
+                .leave_kernel(&req.network_id, &req.endpoint_id),
             "Leave",
         )?;
         info!(network = %short(&req.network_id), endpoint = %short(&req.endpoint_id), "docker endpoint left");
@@ -223,6 +249,17 @@ impl DockerApi {
         let specs = options::port_bindings(&opts)
             .and_then(|b| options::port_specs(&b))
             .map_err(|e| DockerError::bad(method, e))?;
+        // Bound first: a guard in an `if let` scrutinee would live through the block.
+        let pending = self.pending().get(&req.endpoint_id).cloned();
+        if let Some((network, request)) = pending {
+            if specs.is_empty() {
+                return Ok(json!({}));
+            }
+            // Ports before the join: the endpoint needs its record to hold them.
+            self.controller
+                .create_endpoint(&network, &req.endpoint_id, &request)?;
+            self.pending().remove(&req.endpoint_id);
+        }
         if specs.is_empty() && self.nothing_published(&req.network_id, &req.endpoint_id)? {
             // Docker calls this for every container, mostly without ports: skipping the store
             // write it would cost keeps `docker run` fast.
@@ -246,6 +283,9 @@ impl DockerApi {
     }
 
     pub(super) fn revoke_external(&self, req: EndpointRequest) -> Result<Value, DockerError> {
+        if self.is_pending(&req) {
+            return Ok(json!({}));
+        }
         let result = self
             .nothing_published(&req.network_id, &req.endpoint_id)
             .and_then(|idle| match idle {
@@ -256,6 +296,13 @@ impl DockerApi {
             });
         tolerate_gone_endpoint(result, "RevokeExternalConnectivity")?;
         Ok(json!({}))
+    }
+
+    /// Whether Docker created the endpoint and has not joined it yet (nothing recorded).
+    fn is_pending(&self, req: &EndpointRequest) -> bool {
+        self.pending()
+            .get(&req.endpoint_id)
+            .is_some_and(|(net, _)| *net == req.network_id)
     }
 
     /// Whether the endpoint has no published ports (a read: no lock, no write).

@@ -54,8 +54,15 @@ impl NetworkDriver for FakeBridge {
         self.record("delete_network", &net.id);
         Ok(())
     }
-    fn validate_endpoint(&self, _: &Network, _: &Endpoint) -> Result<(), DriverError> {
-        Ok(())
+    fn validate_endpoint(&self, net: &Network, ep: &Endpoint) -> Result<(), DriverError> {
+        match ep
+            .addresses
+            .iter()
+            .find(|a| !net.subnets.iter().any(|s| s.subnet.contains(&a.addr())))
+        {
+            Some(a) => Err(DriverError::Invalid(format!("address {a} is in no subnet"))),
+            None => Ok(()),
+        }
     }
     fn join(&self, net: &Network, ep: &Endpoint, sb: &Sandbox) -> Result<JoinInfo, DriverError> {
         assert_eq!(sb, &Sandbox::Delegated, "Docker moves the interface itself");
@@ -151,6 +158,14 @@ impl Harness {
 
     fn keys(&self) -> Vec<String> {
         self.store.dump().into_keys().collect()
+    }
+
+    /// Endpoint records (not the directory pin of a Docker network).
+    fn endpoint_keys(&self) -> Vec<String> {
+        self.keys()
+            .into_iter()
+            .filter(|k| k.starts_with("endpoints/") && !k.contains("/pin/"))
+            .collect()
     }
 }
 
@@ -761,7 +776,54 @@ fn injected_join_failure_leaves_no_link() {
     assert!(ep.join.is_none() && ep.endpoint.sandbox.is_none());
     // Docker follows with DeleteEndpoint.
     h.ok("NetworkDriver.DeleteEndpoint", &endpoint_body());
-    assert!(!h.keys().iter().any(|k| k.starts_with("endpoints/")));
+    assert!(h.endpoint_keys().is_empty(), "{:?}", h.keys());
+}
+
+#[test]
+fn create_endpoint_writes_nothing_and_join_records_it_once() {
+    let h = Harness::new();
+    h.ok(
+        "NetworkDriver.CreateNetwork",
+        &captured("NetworkDriver.CreateNetwork"),
+    );
+    let before = h.store.dump();
+    h.ok(
+        "NetworkDriver.CreateEndpoint",
+        &captured("NetworkDriver.CreateEndpoint"),
+    );
+    assert_eq!(
+        h.store.dump(),
+        before,
+        "CreateEndpoint is checked, not recorded"
+    );
+    let info = h.ok("NetworkDriver.EndpointOperInfo", &endpoint_body());
+    assert_eq!(info, json!({"Value": {}}));
+    h.ok("NetworkDriver.Join", &captured("NetworkDriver.Join"));
+    assert_eq!(h.endpoint_keys(), vec![format!("endpoints/{NET}/{EP}")]);
+    let (_, ep) = h.controller().endpoint(NET, EP).unwrap();
+    assert_eq!(ep.endpoint.mac.to_string(), "02:42:0a:00:00:99");
+    assert!(ep.join.is_some());
+    // Created and never joined (Docker rolled back): nothing to remove but the memory of it.
+    let other = "8db7af7df28f8cd9ff02da9ecf6984d96f9b4b8c57353bffaf04e2de31bed2aa";
+    let body = json!({"NetworkID": NET, "EndpointID": other});
+    h.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": other, "Interface": {"Address": "10.123.1.3/24"}}),
+    );
+    for m in ["NetworkDriver.Leave", "NetworkDriver.DeleteEndpoint"] {
+        h.ok(m, &body);
+    }
+    let (_, e) = h.err(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET, "EndpointID": other}),
+    );
+    assert!(e.contains("not found"), "{e}");
+    // A bad address is refused at CreateEndpoint already.
+    let (_, e) = h.err(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": other, "Interface": {"Address": "10.9.9.9/24"}}),
+    );
+    assert!(e.contains("10.9.9.9"), "{e}");
 }
 
 #[test]
