@@ -489,3 +489,34 @@ fn dual_stack_cluster_carries_ipv6_between_hosts_over_vxlan() {
         w.hosts[0].ns.sh("ip -6 route; ip -6 neigh show dev weft.1")
     );
 }
+
+#[test]
+fn host_gw_reports_a_peer_off_the_segment_instead_of_routing_into_the_void() {
+    if !can_run("host-gw unreachable peer") {
+        return;
+    }
+    let (mut w, subnets) = running_world(1, "host-gw", &[]);
+    // A host on another subnet of the underlay (it still reaches etcd through a route).
+    let far = w.add_host();
+    w.hosts[far].ns.sh(
+        "ip addr flush dev eth0 && ip addr add 192.168.101.5/24 dev eth0 && \
+         ip route add 192.168.100.0/24 dev eth0",
+    );
+    w.underlay.sh("ip route add 192.168.101.0/24 dev ul");
+    w.start_daemon(far, TTL, &[]);
+    let far_subnet = w.hosts[far].wait_joined(JOIN);
+    assert_ne!(far_subnet, subnets[0]);
+    assert!(
+        eventually(JOIN, || w.hosts[0].log().contains("not directly reachable")),
+        "{}",
+        w.hosts[0].log()
+    );
+    assert!(
+        !w.hosts[0].routes().contains(&far_subnet),
+        "no route into the void"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&w.hosts[0].weft_ok(&["cluster", "status", CLUSTER])).unwrap();
+    let problems = status["local"]["problems"].to_string();
+    assert!(problems.contains("192.168.101.5"), "{status}");
+}
