@@ -362,3 +362,61 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     d.docker_ok(&["network", "rm", "tiny", "fixed"]);
     assert_eq!(d.weft_traces(), "");
 }
+
+#[test]
+fn icc_off_masquerade_off_and_isolation_between_networks() {
+    if !docker_or_skip("docker icc, masquerade, isolation") {
+        return;
+    }
+    let mut d = DockerWorld::start();
+    let inet = d.world.internet();
+    let _srv = tcp_server(&inet, sa(&format!("{UPLINK_PEER_V4}:7000")), "internet");
+    d.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "weft",
+        "--subnet",
+        "10.68.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "noicc",
+    ]);
+    d.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "weft",
+        "--subnet",
+        "10.69.0.0/24",
+        "other",
+    ]);
+    d.run_sleeper("q1", &["--network", "noicc"]);
+    d.run_sleeper("q2", &["--network", "noicc"]);
+    d.run_sleeper("o1", &["--network", "other"]);
+    let q2 = d.address("q2", "noicc", false);
+    assert!(
+        d.ping_from("q1", "10.68.0.1"),
+        "the gateway stays reachable"
+    );
+    assert!(
+        !d.ping_from("q1", &q2),
+        "ICC off: containers do not reach each other"
+    );
+    assert!(
+        !d.ping_from("o1", &q2),
+        "networks are isolated from each other"
+    );
+    // No masquerade: the outside has no route back to 10.68.0.0/24.
+    let (ok, out) = d.exec("q1", &nc(UPLINK_PEER_V4, 7000));
+    assert!(!ok || !out.contains("internet"), "{out}");
+    let (ok, out) = d.exec("o1", &nc(UPLINK_PEER_V4, 7000));
+    assert!(ok && out.contains("internet"), "{out}");
+    for c in ["q1", "q2", "o1"] {
+        d.docker_ok(&["rm", "-f", c]);
+    }
+    d.docker_ok(&["network", "rm", "noicc", "other"]);
+    assert_eq!(d.weft_traces(), "");
+}
