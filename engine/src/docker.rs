@@ -6,6 +6,7 @@
 //! - CreateEndpoint is followed by Join before the container can use the endpoint, and Docker
 //!   never joins an endpoint it did not create in the same start. [`Controller::check_endpoint`]
 //!   validates it without a write; [`Controller::create_and_join`] records it once, joined.
+//!   (A weft restart between the two makes that Join fail; Docker rolls the start back.)
 //! - Leave is followed by DeleteEndpoint, which removes the record. [`Controller::leave_kernel`]
 //!   takes the links down and leaves the record to that removal.
 //! - Endpoints come and go one at a time, so the store would create and prune the network's

@@ -24,7 +24,9 @@ pub const CHAIN: &str = "DOCKER-USER";
 /// The IPv4 and IPv6 front-ends of iptables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
+    /// `iptables`.
     V4,
+    /// `ip6tables`.
     V6,
 }
 

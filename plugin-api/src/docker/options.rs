@@ -12,11 +12,15 @@ use super::wire::PortBinding;
 
 /// `-o KEY=VALUE` options of `docker network create`.
 pub const GENERIC: &str = "com.docker.network.generic";
+/// `--ipv6`.
 pub const ENABLE_IPV6: &str = "com.docker.network.enable_ipv6";
+/// `--internal`.
 pub const INTERNAL: &str = "com.docker.network.internal";
+/// The `-p` bindings of an endpoint (Docker leaves publishing to remote drivers).
 pub const PORTMAP: &str = "com.docker.network.portmap";
 /// `RequestAddress` option naming what the address is for.
 pub const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";
+/// `REQUEST_ADDRESS_TYPE` of the network's gateway.
 pub const GATEWAY_ADDRESS_TYPE: &str = "com.docker.network.gateway";
 
 /// A string option map (`-o` values are strings; anything else is written as JSON text).

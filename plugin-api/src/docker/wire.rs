@@ -21,6 +21,7 @@ pub struct IpamData {
     pub aux_addresses: Option<Map<String, Value>>,
 }
 
+/// `NetworkDriver.CreateNetwork`: Docker's network id, options and the subnets its IPAM chose.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CreateNetworkRequest {
     #[serde(rename = "NetworkID")]
@@ -56,6 +57,7 @@ pub struct EndpointRequest {
     pub endpoint_id: String,
 }
 
+/// The addresses and MAC Docker's IPAM gave an endpoint (CIDR strings; empty when none).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EndpointInterface {
     #[serde(rename = "Address", default)]
@@ -66,6 +68,7 @@ pub struct EndpointInterface {
     pub mac_address: String,
 }
 
+/// `NetworkDriver.CreateEndpoint`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CreateEndpointRequest {
     #[serde(rename = "NetworkID")]
@@ -78,6 +81,7 @@ pub struct CreateEndpointRequest {
     pub options: Options,
 }
 
+/// `NetworkDriver.Join`: the sandbox is Docker's to configure; its key is for logs only.
 #[derive(Debug, Clone, Deserialize)]
 pub struct JoinRequest {
     #[serde(rename = "NetworkID")]
@@ -90,6 +94,7 @@ pub struct JoinRequest {
     pub options: Options,
 }
 
+/// `NetworkDriver.ProgramExternalConnectivity`: the port bindings to publish.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProgramExternalConnectivityRequest {
     #[serde(rename = "NetworkID")]
@@ -120,6 +125,7 @@ pub struct StaticRoute {
     pub next_hop: String,
 }
 
+/// The answer to `Join`: the interface Docker moves into the sandbox and its gateways.
 #[derive(Debug, Clone, Serialize)]
 pub struct JoinResponse {
     #[serde(rename = "InterfaceName")]
@@ -157,6 +163,7 @@ pub struct PortBinding {
     pub host_port_end: u16,
 }
 
+/// `IpamDriver.RequestPool`: an explicit subnet (`Pool`), a range in it (`SubPool`), or neither.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestPoolRequest {
     #[serde(rename = "AddressSpace", default)]
@@ -171,12 +178,14 @@ pub struct RequestPoolRequest {
     pub v6: bool,
 }
 
+/// `IpamDriver.ReleasePool`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReleasePoolRequest {
     #[serde(rename = "PoolID")]
     pub pool_id: String,
 }
 
+/// `IpamDriver.RequestAddress`: a given address or any; `Options` says if it is the gateway.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestAddressRequest {
     #[serde(rename = "PoolID")]
@@ -187,6 +196,7 @@ pub struct RequestAddressRequest {
     pub options: Option<Map<String, Value>>,
 }
 
+/// `IpamDriver.ReleaseAddress`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReleaseAddressRequest {
     #[serde(rename = "PoolID")]
