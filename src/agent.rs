@@ -309,13 +309,13 @@ impl Agent {
         if let Some(old) = self.joined.as_ref().filter(|j| j.subnet != subnet) {
             error!(cluster = %self.name, old = %old.subnet, new = %subnet, "this host's subnet CHANGED: its old subnet is held by another host now");
         }
+        // PeersSynced follows at once and programs the peers.
         self.joined = Some(Joined {
             subnet,
             subnet_v6,
             config,
             mtu: None,
         });
-        self.needs_sync = true;
         let data = self.init_backend();
         self.save_record(true);
         data.map(Input::BackendData)
@@ -365,7 +365,11 @@ impl Agent {
             self.needs_sync = true;
             return;
         };
-        let peers: Vec<Peer> = leases.iter().map(|l| self.peer(l)).collect();
+        let peers: Vec<Peer> = leases
+            .iter()
+            .map(|l| self.peer(l))
+            .filter(|p| !awaiting_data(backend.as_ref(), p))
+            .collect();
         match backend.sync_peers(&peers) {
             Ok(report) => {
                 self.needs_sync = false;
@@ -391,6 +395,10 @@ impl Agent {
             return;
         };
         let peer = self.peer(lease);
+        if awaiting_data(backend.as_ref(), &peer) {
+            info!(cluster = %self.name, peer = %peer.describe(), "peer has not published its backend data yet");
+            return;
+        }
         match backend.add_or_update_peer(&peer) {
             Ok(changes) => {
                 info!(cluster = %self.name, peer = %peer.describe(), changes = changes.len(), "peer programmed")
@@ -512,6 +520,12 @@ impl Agent {
             error!(cluster = %self.name, "cannot write the local cluster record: {e}");
         }
     }
+}
+
+/// A vxlan peer that has claimed its subnet but not yet published its VTEP MAC (it does right
+/// after its backend is up): not an error, it is programmed when its lease says more.
+fn awaiting_data(backend: &dyn Backend, peer: &Peer) -> bool {
+    backend.name() == "vxlan" && peer.data.is_null()
 }
 
 async fn next_events(watch: &mut Option<Watch>) -> Result<Vec<WatchEvent>, ClusterError> {
