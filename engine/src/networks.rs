@@ -304,6 +304,7 @@ impl Controller {
                 ipam.release_pool(&s.pool_id)?;
             }
         }
+        self.unpin_endpoints(&rec.network.id)?;
         self.store.delete(&records::network_key(&rec.network.id))?;
         self.store.delete(&records::name_key(&rec.network.name))?;
         info!(network = %rec.network.name, id = %rec.network.id, "network removed");

@@ -130,6 +130,7 @@ impl FileStore {
     /// Removes `dir` and its ancestors below the root while they are empty, so keys that come
     /// and go (ephemeral host ports, endpoints of removed networks) leave no directories behind.
     /// Best effort: a directory that is not empty, or already gone, ends the walk.
+    /// Not flushed: an empty directory that comes back after a power loss holds nothing.
     fn prune_empty_dirs(&self, dir: &Path) {
         let mut cur = dir;
         while cur != self.root && cur.starts_with(&self.root) {
@@ -137,7 +138,6 @@ impl FileStore {
                 return;
             }
             let Some(parent) = cur.parent() else { return };
-            let _ = sync_dir(parent);
             cur = parent;
         }
     }

@@ -98,7 +98,7 @@ impl Attrs<'_> {
     }
 
     fn pad(&mut self) {
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
     }
@@ -283,7 +283,7 @@ mod tests {
         let mut kinds = Vec::new();
         while off < buf.len() {
             let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
-            assert_eq!(len % 4, 0);
+            assert!(len.is_multiple_of(4));
             kinds.push(u16::from_ne_bytes(
                 buf[off + 4..off + 6].try_into().unwrap(),
             ));
