@@ -21,6 +21,9 @@ pub struct DaemonArgs {
     /// Unix socket dockerd finds the plugin by (its file name is the driver's name).
     #[arg(long, env = "WEFT_DOCKER_SOCKET", default_value = docker::SOCKET_PATH)]
     pub socket: PathBuf,
+    /// Do not create the default bridge network `weft` (bridge weft0) at start.
+    #[arg(long)]
+    pub no_default_network: bool,
     /// Joining a multi-host cluster network (optional).
     #[command(flatten)]
     pub cluster: crate::agent::AgentArgs,
@@ -43,13 +46,26 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| EngineError::InUse(format!("cannot start the daemon's runtime: {e}")))?;
+        .map_err(|e| EngineError::System(format!("cannot start the daemon's runtime: {e}")))?;
     runtime.block_on(async move {
         let reconciled = {
             let c = controller.clone();
             tokio::task::spawn_blocking(move || c.reconcile()).await
         };
         report_reconcile(reconciled);
+        if !args.no_default_network {
+            let c = controller.clone();
+            match tokio::task::spawn_blocking(move || c.ensure_default_network()).await {
+                Ok(Ok(Some(rec))) => info!(
+                    network = %rec.network.name,
+                    subnet = %rec.network.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>().join(","),
+                    "default network created"
+                ),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => error!(error = %e, "cannot create the default network weft"),
+                Err(e) => error!(error = %e, "creating the default network panicked"),
+            }
+        }
         let shutdown = shutdown_signal()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let shutdown = async move {
@@ -93,7 +109,7 @@ fn report_reconcile(result: Result<Result<Vec<String>, EngineError>, tokio::task
 /// Completes at the first SIGTERM or SIGINT.
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, EngineError> {
     let handler = |kind: SignalKind, name: &str| {
-        signal(kind).map_err(|e| EngineError::InUse(format!("cannot handle {name}: {e}")))
+        signal(kind).map_err(|e| EngineError::System(format!("cannot handle {name}: {e}")))
     };
     let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
     let mut int = handler(SignalKind::interrupt(), "SIGINT")?;

@@ -19,6 +19,10 @@ pub enum EngineError {
     },
     #[error("{0}")]
     InUse(String),
+    /// The system failed in a way no other variant describes (a runtime, a signal handler,
+    /// several problems at once).
+    #[error("{0}")]
+    System(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{what} is ambiguous: it matches {matches}; give more of the id or the full name")]
@@ -68,7 +72,9 @@ impl EngineError {
                 DriverError::Netns { .. } => ErrorClass::Invalid,
                 _ => ErrorClass::System,
             },
-            EngineError::Store(_) | EngineError::Corrupt { .. } => ErrorClass::System,
+            EngineError::Store(_) | EngineError::Corrupt { .. } | EngineError::System(_) => {
+                ErrorClass::System
+            }
         }
     }
 

@@ -29,7 +29,7 @@ use weft_ipam::Store;
 pub use cni::GcReport;
 pub use endpoints::{AddressRequest, ConnectRequest, EndpointRequest};
 pub use error::{EngineError, ErrorClass};
-pub use networks::{IpamRequest, NetworkRequest};
+pub use networks::{IpamRequest, NetworkRequest, DEFAULT_NETWORK};
 pub use ports::PortSpec;
 pub use records::{EndpointRecord, NetworkRecord, Origin};
 

@@ -348,3 +348,34 @@ impl Controller {
 fn host_prefixes() -> Result<Vec<IpNet>, EngineError> {
     Ok(Netlink::open()?.host_prefixes()?)
 }
+
+/// The default network's name (Docker's `bridge`); the bridge driver names its bridge `weft0`.
+pub const DEFAULT_NETWORK: &str = "weft";
+
+impl Controller {
+    /// Creates the default bridge network `weft` on the first free default pool unless it
+    /// exists. Returns it when it was made.
+    pub fn ensure_default_network(&self) -> Result<Option<NetworkRecord>, EngineError> {
+        let _lock = self.store.lock()?;
+        match self.network(DEFAULT_NETWORK) {
+            Ok(_) => Ok(None),
+            Err(EngineError::NotFound { .. }) => self
+                .create_network(NetworkRequest {
+                    name: DEFAULT_NETWORK.into(),
+                    id: None,
+                    driver: "bridge".into(),
+                    internal: false,
+                    enable_ipv6: false,
+                    ipam: IpamRequest::Weft {
+                        v4: Vec::new(),
+                        v6: Vec::new(),
+                    },
+                    options: BTreeMap::new(),
+                    labels: BTreeMap::new(),
+                    origin: Origin::Daemon,
+                })
+                .map(Some),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -53,7 +53,7 @@ impl Controller {
             for e in &errors {
                 warn!(error = %e, "reconcile");
             }
-            Err(EngineError::InUse(format!(
+            Err(EngineError::System(format!(
                 "reconciliation left {} problem(s): {}",
                 errors.len(),
                 errors

@@ -405,7 +405,13 @@ impl ClusterWorld {
         h.ns.cmd(weft_bin())
             .arg("--state-dir")
             .arg(&state)
-            .args(["--log-level", "info", "daemon", "--socket"])
+            .args([
+                "--log-level",
+                "info",
+                "daemon",
+                "--no-default-network",
+                "--socket",
+            ])
             .arg(&socket)
             .args([
                 "--etcd-endpoints",

@@ -102,7 +102,8 @@ impl DockerWorld {
             .enter(env!("CARGO_BIN_EXE_weft"))
             .arg("--state-dir")
             .arg(&self.world.state)
-            .args(["--log-level", "debug", "daemon"])
+            // Docker has its own default network; these tests check that weft leaves nothing.
+            .args(["--log-level", "debug", "daemon", "--no-default-network"])
             .env("WEFT_DOCKER_FAIL", &self.faults)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
