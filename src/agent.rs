@@ -177,10 +177,25 @@ pub async fn run(
 }
 
 /// How the daemon reports an agent that cannot start.
+/// Cluster errors as the CLI's exit codes see them: bad input 2, missing 3, conflicts 4,
+/// etcd and the system 1.
 pub fn into_engine(e: ClusterError) -> EngineError {
     match e {
+        ClusterError::InvalidConfig { .. }
+        | ClusterError::InvalidReservation { .. }
+        | ClusterError::MalformedLease { .. } => EngineError::Invalid(e.to_string()),
+        ClusterError::NoConfig { cluster, key } => EngineError::NotFound {
+            kind: "cluster",
+            hint: format!(
+                "; etcd has no config under {key}: create it with `weft cluster init {cluster} --network CIDR`"
+            ),
+            name: cluster,
+        },
+        ClusterError::DuplicatePublicIp { .. } | ClusterError::Exhausted { .. } => {
+            EngineError::InUse(e.to_string())
+        }
         ClusterError::Store(e) => EngineError::Store(e),
-        other => EngineError::Invalid(other.to_string()),
+        ClusterError::Etcd { .. } => EngineError::System(e.to_string()),
     }
 }
 

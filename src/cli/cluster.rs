@@ -9,7 +9,6 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::json;
 use weft_drivers::backend::{read_owned, Ownership, MAIN_TABLE, ROUTE_PROTOCOL};
 use weft_drivers::netlink::Netlink;
-use weft_drivers::DriverError;
 use weft_engine::EngineError;
 use weft_ipam::cluster::config::{
     DEFAULT_SUBNET_LEN, DEFAULT_SUBNET_LEN_V6, DEFAULT_VNI, DEFAULT_VXLAN_PORT,
@@ -109,7 +108,7 @@ pub fn run(state_dir: &Path, cmd: ClusterCommand) -> Result<(), EngineError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| system(format!("cannot start a runtime: {e}")))?;
+        .map_err(|e| EngineError::System(format!("cannot start a runtime: {e}")))?;
     runtime.block_on(async move {
         match cmd {
             ClusterCommand::Init(args) => init(args).await,
@@ -133,12 +132,12 @@ async fn init(args: InitArgs) -> Result<(), EngineError> {
             direct_routing: args.direct_routing,
         },
     };
-    config.validate().map_err(cluster_error)?;
+    config.validate().map_err(crate::agent::into_engine)?;
     let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
     let mut etcd = connect(&args.etcd).await?;
     etcd.put_config(&keys, &config)
         .await
-        .map_err(cluster_error)?;
+        .map_err(crate::agent::into_engine)?;
     println!("{}", keys.config());
     Ok(())
 }
@@ -149,7 +148,7 @@ async fn reserve(args: ReserveArgs) -> Result<(), EngineError> {
     let config = config_of(&mut etcd, &keys, &args.name).await?;
     etcd.reserve(&keys, &config, args.subnet, args.public_ip)
         .await
-        .map_err(cluster_error)?;
+        .map_err(crate::agent::into_engine)?;
     println!("{}", keys.reservation(args.subnet));
     Ok(())
 }
@@ -160,7 +159,7 @@ async fn unreserve(args: UnreserveArgs) -> Result<(), EngineError> {
     if !etcd
         .unreserve(&keys, args.subnet)
         .await
-        .map_err(cluster_error)?
+        .map_err(crate::agent::into_engine)?
     {
         return Err(EngineError::NotFound {
             kind: "reservation",
@@ -173,7 +172,7 @@ async fn unreserve(args: UnreserveArgs) -> Result<(), EngineError> {
 
 async fn status(state_dir: &Path, args: StatusArgs) -> Result<(), EngineError> {
     let store = FileStore::open(state_dir)?;
-    let record = local::load_record(&store, &args.name).map_err(cluster_error)?;
+    let record = local::load_record(&store, &args.name).map_err(crate::agent::into_engine)?;
     let mut out = json!({ "cluster": args.name, "local": record });
     let mut networks: Vec<IpNet> = record.iter().map(|r| IpNet::V4(r.network)).collect();
     if !args.etcd.etcd_endpoints.is_empty() {
@@ -181,7 +180,10 @@ async fn status(state_dir: &Path, args: StatusArgs) -> Result<(), EngineError> {
         let mut etcd = connect(&args.etcd).await?;
         let config = config_of(&mut etcd, &keys, &args.name).await?;
         networks = config.networks();
-        let leases = etcd.leases(&keys, &config).await.map_err(cluster_error)?;
+        let leases = etcd
+            .leases(&keys, &config)
+            .await
+            .map_err(crate::agent::into_engine)?;
         let (valid, malformed): (Vec<_>, Vec<_>) = leases.into_iter().partition(Result::is_ok);
         out["config"] = serde_json::to_value(&config).expect("json");
         out["leases"] = valid
@@ -260,45 +262,17 @@ fn kernel_view(
 async fn connect(args: &EtcdArgs) -> Result<Etcd, EngineError> {
     Etcd::connect(&args.etcd_endpoints)
         .await
-        .map_err(cluster_error)
+        .map_err(crate::agent::into_engine)
 }
 
 async fn config_of(etcd: &mut Etcd, keys: &Keys, name: &str) -> Result<ClusterConfig, EngineError> {
     etcd.config(keys)
         .await
-        .map_err(cluster_error)?
+        .map_err(crate::agent::into_engine)?
         .ok_or_else(|| {
-            cluster_error(ClusterError::NoConfig {
+            crate::agent::into_engine(ClusterError::NoConfig {
                 cluster: name.to_string(),
                 key: keys.config(),
             })
         })
-}
-
-/// Cluster errors as the CLI's exit codes see them: bad input 2, missing 3, conflicts 4,
-/// etcd and the system 1.
-fn cluster_error(e: ClusterError) -> EngineError {
-    match e {
-        ClusterError::InvalidConfig { .. }
-        | ClusterError::InvalidReservation { .. }
-        | ClusterError::MalformedLease { .. } => EngineError::Invalid(e.to_string()),
-        ClusterError::NoConfig { cluster, key } => EngineError::NotFound {
-            kind: "cluster",
-            hint: format!(
-                "; etcd has no config under {key}: create it with `weft cluster init {cluster} --network CIDR`"
-            ),
-            name: cluster,
-        },
-        ClusterError::DuplicatePublicIp { .. } | ClusterError::Exhausted { .. } => {
-            EngineError::InUse(e.to_string())
-        }
-        ClusterError::Store(e) => EngineError::Store(e),
-        ClusterError::Etcd { .. } => system(e.to_string()),
-    }
-}
-
-/// The engine's error enum has no variant for "a remote service failed"; a driver failure
-/// list holding the one message is reported as a system failure (exit 1) with that message.
-fn system(message: String) -> EngineError {
-    EngineError::Driver(DriverError::Many(vec![DriverError::Invalid(message)]))
 }
