@@ -1,7 +1,8 @@
 //! Connect/disconnect benchmark (run as root): N endpoints with 2 published ports each, attached
-//! to one network and then detached, with weft and — in the same run, on the same machine — with
-//! the CNI reference chain bridge + host-local + portmap. Prints medians, p99s, the ratios, and
-//! how weft's connect cost grows from the first 100 to the last 100.
+//! to one network and then detached, with weft's bridge driver, weft's routed driver and — in the
+//! same run, on the same machine — the CNI reference chain bridge + host-local + portmap. Prints
+//! medians, p99s, the ratios, and how each one's connect cost grows from the first 100 to the
+//! last 100.
 //!
 //! `cargo bench --bench connect [-- --endpoints N]`
 
@@ -32,9 +33,10 @@ fn main() {
         std::process::exit(1);
     }
     println!("connect/disconnect of {n} endpoints with 2 published ports each\n");
-    let weft = run_weft(n);
+    let weft = run_weft(n, "bridge");
+    let routed = run_weft(n, "routed");
     let cni = run_cni(n);
-    report(&weft, &cni);
+    report(&[&weft, &routed], &cni);
 }
 
 struct Timings {
@@ -46,12 +48,21 @@ struct Timings {
 /// Runs `cmd` with the calling process's namespaces except the network one, which is `host`.
 fn spawn_in(host: &Netns, mut cmd: Command, stdin: Option<&str>) -> (bool, String, String) {
     host.run(move || {
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn");
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         let out = child.wait_with_output().expect("wait");
         (
@@ -67,24 +78,46 @@ fn containers(w: &mut World, prefix: &str, n: usize) -> Vec<Ns> {
     (0..n).map(|i| w.ns(&format!("{prefix}{i}"))).collect()
 }
 
-fn run_weft(n: usize) -> Timings {
+fn run_weft(n: usize, driver: &str) -> Timings {
     let mut w = World::new();
     let host = w.host.open();
     let cs = containers(&mut w, "w", n);
-    w.weft_ok(&["network", "create", "bench", "--subnet", "10.200.0.0/16"]);
+    w.weft_ok(&[
+        "network",
+        "create",
+        "-d",
+        driver,
+        "bench",
+        "--subnet",
+        "10.200.0.0/16",
+    ]);
     let bin = env!("CARGO_BIN_EXE_weft");
     let weft = |args: &[String]| {
         let mut c = Command::new(bin);
         c.arg("--state-dir").arg(&w.state).args(args);
         c
     };
-    let mut t = Timings { name: "weft", connect: Vec::new(), disconnect: Vec::new() };
+    let mut t = Timings {
+        name: if driver == "routed" {
+            "weft routed"
+        } else {
+            "weft bridge"
+        },
+        connect: Vec::new(),
+        disconnect: Vec::new(),
+    };
     for (i, c) in cs.iter().enumerate() {
         let p = 20000 + 2 * i;
         let args: Vec<String> = ["network", "connect", "bench", "--netns"]
             .iter()
             .map(|s| s.to_string())
-            .chain([c.path.display().to_string(), "-p".into(), format!("{p}:80"), "-p".into(), format!("{}:443", p + 1)])
+            .chain([
+                c.path.display().to_string(),
+                "-p".into(),
+                format!("{p}:80"),
+                "-p".into(),
+                format!("{}:443", p + 1),
+            ])
             .collect();
         let start = Instant::now();
         let (ok, _, err) = spawn_in(&host, weft(&args), None);
@@ -113,7 +146,11 @@ fn run_cni(n: usize) -> Timings {
     let host = w.host.open();
     let cs = containers(&mut w, "r", n);
     let data = w.dir().join("host-local");
-    let mut t = Timings { name: "cni bridge+host-local+portmap", connect: Vec::new(), disconnect: Vec::new() };
+    let mut t = Timings {
+        name: "cni bridge+host-local+portmap",
+        connect: Vec::new(),
+        disconnect: Vec::new(),
+    };
     let bridge_conf = |prev: Option<&str>| {
         let mut v = serde_json::json!({
             "cniVersion": "1.0.0", "name": "bench", "type": "bridge", "bridge": "cnibr0",
@@ -177,9 +214,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn report(weft: &Timings, cni: &Timings) {
-    println!("{:<34}{:>14}{:>14}{:>17}{:>17}", "", "connect p50", "connect p99", "disconnect p50", "disconnect p99");
-    for t in [weft, cni] {
+fn report(wefts: &[&Timings], cni: &Timings) {
+    println!(
+        "{:<34}{:>14}{:>14}{:>17}{:>17}",
+        "", "connect p50", "connect p99", "disconnect p50", "disconnect p99"
+    );
+    for t in wefts.iter().copied().chain([cni]) {
         println!(
             "{:<34}{:>11.2} ms{:>11.2} ms{:>14.2} ms{:>14.2} ms",
             t.name,
@@ -190,14 +230,18 @@ fn report(weft: &Timings, cni: &Timings) {
         );
     }
     let ratio = |a: Duration, b: Duration| ms(a) / ms(b);
-    println!(
-        "\nreference/weft: connect p50 {:.2}x, p99 {:.2}x; disconnect p50 {:.2}x, p99 {:.2}x (goal: connect p50 >= 3x)",
-        ratio(percentile(&cni.connect, 0.5), percentile(&weft.connect, 0.5)),
-        ratio(percentile(&cni.connect, 0.99), percentile(&weft.connect, 0.99)),
-        ratio(percentile(&cni.disconnect, 0.5), percentile(&weft.disconnect, 0.5)),
-        ratio(percentile(&cni.disconnect, 0.99), percentile(&weft.disconnect, 0.99)),
-    );
-    for t in [weft, cni] {
+    println!();
+    for weft in wefts {
+        println!(
+            "reference/{}: connect p50 {:.2}x, p99 {:.2}x; disconnect p50 {:.2}x, p99 {:.2}x (goal: connect p50 >= 3x)",
+            weft.name,
+            ratio(percentile(&cni.connect, 0.5), percentile(&weft.connect, 0.5)),
+            ratio(percentile(&cni.connect, 0.99), percentile(&weft.connect, 0.99)),
+            ratio(percentile(&cni.disconnect, 0.5), percentile(&weft.disconnect, 0.5)),
+            ratio(percentile(&cni.disconnect, 0.99), percentile(&weft.disconnect, 0.99)),
+        );
+    }
+    for t in wefts.iter().copied().chain([cni]) {
         let k = 100.min(t.connect.len() / 2).max(1);
         let first = percentile(&t.connect[..k], 0.5);
         let last = percentile(&t.connect[t.connect.len() - k..], 0.5);
@@ -207,7 +251,11 @@ fn report(weft: &Timings, cni: &Timings) {
             ratio(last, first),
             ms(first),
             ms(last),
-            if t.name == "weft" { " (goal: <= 1.2)" } else { "" }
+            if t.name.starts_with("weft") {
+                " (goal: <= 1.2)"
+            } else {
+                ""
+            }
         );
     }
 }
