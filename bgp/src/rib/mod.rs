@@ -16,7 +16,7 @@ use best::{select, Candidate};
 use export::{export_attrs, BestRef};
 use ipnet::IpNet;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -163,7 +163,8 @@ pub(crate) struct PeerEntry {
 struct BestEntry {
     source: Source,
     attrs: Arc<PathAttrs>,
-    next_hops: Vec<IpAddr>,
+    /// Shared between prefixes (see [`Rib::intern`]).
+    next_hops: Arc<[IpAddr]>,
     stale: bool,
 }
 
@@ -181,7 +182,11 @@ pub struct Rib {
     cfg: RibConfig,
     peers: BTreeMap<IpAddr, PeerEntry>,
     local: BTreeMap<IpNet, Arc<PathAttrs>>,
-    best: BTreeMap<IpNet, BestEntry>,
+    /// Unordered for compactness (a route costs a few dozen bytes here); the few callers
+    /// that need an order sort.
+    best: HashMap<IpNet, BestEntry>,
+    /// ECMP sets in use: a cluster has about as many as it has peers, not as routes.
+    hop_sets: HashSet<Arc<[IpAddr]>>,
 }
 
 impl Rib {
@@ -191,7 +196,8 @@ impl Rib {
             cfg,
             peers: BTreeMap::new(),
             local: BTreeMap::new(),
-            best: BTreeMap::new(),
+            best: HashMap::new(),
+            hop_sets: HashSet::new(),
         }
     }
 
@@ -232,16 +238,33 @@ impl Rib {
 
     /// The Loc-RIB: the best route of every prefix.
     pub fn loc_rib(&self) -> Vec<LocRoute> {
-        self.best
+        let mut v: Vec<LocRoute> = self
+            .best
             .iter()
             .map(|(prefix, b)| LocRoute {
                 prefix: *prefix,
                 source: b.source,
                 attrs: (*b.attrs).clone(),
-                next_hops: b.next_hops.clone(),
+                next_hops: b.next_hops.to_vec(),
                 stale: b.stale,
             })
-            .collect()
+            .collect();
+        v.sort_by_key(|r| r.prefix);
+        v
+    }
+
+    /// The shared copy of an ECMP set.
+    fn intern(&mut self, hops: Vec<IpAddr>) -> Arc<[IpAddr]> {
+        if let Some(h) = self.hop_sets.get(hops.as_slice()) {
+            return h.clone();
+        }
+        // Forget sets no route uses any more before the table grows.
+        if self.hop_sets.len() >= 64 {
+            self.hop_sets.retain(|h| Arc::strong_count(h) > 1);
+        }
+        let h: Arc<[IpAddr]> = hops.into();
+        self.hop_sets.insert(h.clone());
+        h
     }
 
     /// Originates a prefix from this speaker.
@@ -276,10 +299,9 @@ impl Rib {
         for p in &flushed {
             peer.adj_in.remove(p);
         }
-        let prefixes: Vec<IpNet> = flushed
-            .into_iter()
-            .chain(self.best.keys().copied())
-            .collect();
+        let mut known: Vec<IpNet> = self.best.keys().copied().collect();
+        known.sort();
+        let prefixes: Vec<IpNet> = flushed.into_iter().chain(known).collect();
         let mut out = self.run(|rib, pending| {
             for p in prefixes {
                 rib.recompute(p, pending);
@@ -478,9 +500,9 @@ impl Rib {
                 },
             })
             .collect();
-        let new_best = select(&views, self.cfg.local_as).map(|sel| {
+        let selected = select(&views, self.cfg.local_as).map(|sel| {
             let (source, attrs, _, _, stale) = cands[sel.best].clone();
-            let next_hops = if source == Source::Local {
+            let next_hops: Vec<IpAddr> = if source == Source::Local {
                 Vec::new()
             } else {
                 let set: BTreeSet<IpAddr> = sel
@@ -491,22 +513,23 @@ impl Rib {
                     .collect();
                 set.into_iter().collect()
             };
-            BestEntry {
-                source,
-                attrs,
-                next_hops,
-                stale,
-            }
+            (source, attrs, next_hops, stale)
         });
-        let old_hops = self
+        let new_best = selected.map(|(source, attrs, next_hops, stale)| BestEntry {
+            source,
+            attrs,
+            next_hops: self.intern(next_hops),
+            stale,
+        });
+        let old_hops: Arc<[IpAddr]> = self
             .best
             .get(&prefix)
             .map(|b| b.next_hops.clone())
-            .unwrap_or_default();
-        let new_hops = new_best
+            .unwrap_or_else(|| Arc::from([]));
+        let new_hops: Arc<[IpAddr]> = new_best
             .as_ref()
             .map(|b| b.next_hops.clone())
-            .unwrap_or_default();
+            .unwrap_or_else(|| Arc::from([]));
         match &new_best {
             Some(b) => {
                 self.best.insert(prefix, b.clone());
