@@ -1,5 +1,5 @@
-//! weft's BGP-4 speaker: message codec, sans-IO session state machine, RIB and policy, and a
-//! thin tokio driver.
+//! weft's BGP-4 speaker: message codec, sans-IO session state machine, RIB and policy, a
+//! thin tokio driver, the kernel route programmer and the `bgp` backend of cluster networks.
 //!
 //! The protocol logic is pure — inputs in, outputs out, timers as inputs:
 //!
@@ -14,7 +14,13 @@
 //!   route diff ([`RouteChange`]) and the UPDATEs to send.
 //! - [`policy`]: prefix lists and the prefix limit.
 //!
-//! [`speaker`] owns sockets and clocks: a task per peer, a listener, one RIB task.
+//! [`speaker`] owns sockets and clocks: a task per peer, a listener, one RIB task; peers can
+//! be added and removed while it runs.
+//!
+//! [`kernel`] keeps the kernel's routes equal to the Loc-RIB (coalesced, pipelined netlink
+//! writes on a thread of its own), and [`backend`] puts it all together as the
+//! [`weft_drivers::backend::Backend`] called `bgp`: full mesh or route reflectors, external
+//! peers, encapsulation none/ipip/vxlan/cross-subnet.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), weft_bgp::Error> {

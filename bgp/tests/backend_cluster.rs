@@ -8,7 +8,7 @@ mod support;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use support::cluster::{in_ns, introduce, Host, World};
+use support::cluster::{in_ns, introduce, Host, HostOptions, World};
 use support::{sh, wait_until};
 use weft_bgp::backend::{BgpBackendConfig, Encapsulation};
 use weft_bgp::fsm::State;
@@ -98,6 +98,10 @@ fn mesh_without_encapsulation_routes_pings_withdraws_and_tears_down() {
 
     let backends = start_all(&hosts, &base());
     assert_eq!(backends[0].1.mtu, 1500, "no encapsulation, no overhead");
+    // init again with the same node converges to the same answer and changes nothing.
+    let node = h1.node();
+    let again = h1.run(|| backends[0].0.init(&node)).unwrap();
+    assert_eq!(again, backends[0].1);
     for h in &hosts {
         for o in &hosts {
             if o.n != h.n {
@@ -200,11 +204,135 @@ fn mesh_over_vxlan_routes_through_the_device_and_pings() {
         tx_packets(&h1.ns, "weftbgp.vxlan") > tx_before,
         "the pings crossed the VXLAN device"
     );
+
+    // Someone removes a route and an entry behind weft's back: a full sync puts them back.
+    let (b1, _) = &backends[0];
+    let peers: Vec<_> = hosts
+        .iter()
+        .zip(&backends)
+        .map(|(h, (_, init))| h.peer(&init.data))
+        .collect();
+    sh(&["ip", "-n", &h1.ns, "route", "del", "10.244.2.0/24"]);
+    sh(&[
+        "ip",
+        "-n",
+        &h1.ns,
+        "neigh",
+        "del",
+        "192.168.0.3",
+        "dev",
+        "weftbgp.vxlan",
+    ]);
+    let report = b1.sync_peers(&peers).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(
+        h1.bgp_routes()
+            .contains("10.244.2.0/24 via 192.168.0.2 dev weftbgp.vxlan onlink"),
+        "{report:?}"
+    );
+    let neigh = sh(&["ip", "-n", &h1.ns, "neigh", "show", "dev", "weftbgp.vxlan"]);
+    assert!(
+        neigh.contains("192.168.0.3 lladdr 0e:00:c0:a8:00:03"),
+        "{neigh}"
+    );
+    // In sync: nothing to do.
+    assert!(b1.sync_peers(&peers).unwrap().changes.is_empty());
+
+    // The device itself is deleted: repair re-creates it, a sync re-programs everything.
+    sh(&["ip", "-n", &h1.ns, "link", "del", "weftbgp.vxlan"]);
+    let repaired = b1.repair().unwrap();
+    assert!(repaired[0].contains("re-created"), "{repaired:?}");
+    b1.sync_peers(&peers).unwrap();
+    h1.wait_routes("routes through the new device", |r| {
+        r.contains("10.244.2.0/24 via 192.168.0.2 dev weftbgp.vxlan onlink")
+            && r.contains("10.244.3.0/24 via 192.168.0.3 dev weftbgp.vxlan onlink")
+    });
+    wait_until("container 1 pings container 3 again", T, || {
+        h1.ping(&hosts[2].container_ip())
+    });
+    assert!(b1.repair().unwrap().is_empty(), "nothing left to repair");
     for (b, _) in &backends {
         b.teardown().unwrap();
     }
     let links = sh(&["ip", "-n", &h1.ns, "link"]);
     assert!(!links.contains("weftbgp.vxlan"), "{links}");
+}
+
+#[test]
+fn dual_stack_over_vxlan_routes_ipv6_via_mapped_next_hops() {
+    skip_unless!();
+    let (_world, hosts) = World::with_hosts(
+        (1..=2)
+            .map(|n| HostOptions {
+                dual_stack: true,
+                ..HostOptions::plain(n)
+            })
+            .collect(),
+    );
+    let cfg = BgpBackendConfig {
+        encapsulation: Encapsulation::Vxlan,
+        ..base()
+    };
+    let backends = start_all(&hosts, &cfg);
+    let (h1, h2) = (&hosts[0], &hosts[1]);
+    wait_until("host 1 has host 2's IPv6 subnet", T, || {
+        h1.bgp_routes6()
+            .contains("fd00:244:0:2::/64 via ::ffff:192.168.0.2 dev weftbgp.vxlan")
+    });
+    let holes = sh(&[
+        "ip",
+        "-n",
+        &h1.ns,
+        "-6",
+        "route",
+        "show",
+        "type",
+        "blackhole",
+    ]);
+    assert!(holes.contains("fd00:244:0:1::/64"), "{holes}");
+    wait_until("container 1 pings container 2 over IPv6", T, || {
+        h1.ping(&h2.container_ip6())
+    });
+    wait_until("and over IPv4", T, || h1.ping(&h2.container_ip()));
+    for (b, _) in &backends {
+        b.teardown().unwrap();
+    }
+}
+
+#[test]
+fn cross_subnet_encapsulates_only_toward_other_underlay_subnets() {
+    skip_unless!();
+    // Hosts 1 and 2 share 192.168.0.0/24; host 3 is on 192.168.1.0/24 (same wire, routed
+    // by device routes, as across a router that does not know the container subnets).
+    let near = |n: u8| HostOptions {
+        underlay_routes: vec!["192.168.1.0/24 dev eth0".into()],
+        ..HostOptions::plain(n)
+    };
+    let far = HostOptions {
+        underlay: "192.168.1.3/24".into(),
+        underlay_routes: vec!["192.168.0.0/24 dev eth0".into()],
+        dual_stack: false,
+    };
+    let (_world, hosts) = World::with_hosts(vec![near(1), near(2), far]);
+    let cfg = BgpBackendConfig {
+        encapsulation: Encapsulation::CrossSubnet,
+        cross_subnet_tunnel: weft_bgp::backend::Tunnel::Vxlan,
+        ..base()
+    };
+    let backends = start_all(&hosts, &cfg);
+    assert_eq!(backends[0].1.mtu, 1450, "some peers are tunnelled");
+    hosts[0].wait_routes("native to the same subnet, VXLAN to the other", |r| {
+        r.contains("10.244.2.0/24 via 192.168.0.2 dev eth0")
+            && r.contains("10.244.3.0/24 via 192.168.1.3 dev weftbgp.vxlan onlink")
+    });
+    hosts[2].wait_routes("host 3 tunnels to both", |r| {
+        r.contains("10.244.1.0/24 via 192.168.0.1 dev weftbgp.vxlan onlink")
+            && r.contains("10.244.2.0/24 via 192.168.0.2 dev weftbgp.vxlan onlink")
+    });
+    ping_all(&hosts);
+    for (b, _) in &backends {
+        b.teardown().unwrap();
+    }
 }
 
 fn tx_packets(ns: &str, dev: &str) -> u64 {

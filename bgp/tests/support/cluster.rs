@@ -25,6 +25,30 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The cluster network.
 pub const CLUSTER: &str = "10.244.0.0/16";
+/// The IPv6 cluster network of dual-stack worlds.
+pub const CLUSTER6: &str = "fd00:244::/48";
+
+/// How to build one host.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Its underlay address with prefix length (`192.168.0.N/24` by default).
+    pub underlay: String,
+    /// Extra `ip route add` arguments in the host (e.g. a route to another underlay subnet).
+    pub underlay_routes: Vec<String>,
+    /// IPv6 subnets and container addresses too.
+    pub dual_stack: bool,
+}
+
+impl HostOptions {
+    /// Host `n` on 192.168.0.0/24, IPv4 only.
+    pub fn plain(n: u8) -> Self {
+        HostOptions {
+            underlay: format!("192.168.0.{n}/24"),
+            underlay_routes: Vec::new(),
+            dual_stack: false,
+        }
+    }
+}
 
 /// The namespaces of one test.
 pub struct World {
@@ -36,18 +60,22 @@ pub struct World {
 /// One host: its namespace, its container's and its addresses.
 #[derive(Debug, Clone)]
 pub struct Host {
-    /// Number (1-based): 192.168.0.N, 10.244.N.0/24.
+    /// Number (1-based): 10.244.N.0/24 (and fd00:244:0:N::/64).
     pub n: u8,
     /// The host namespace.
     pub ns: String,
     /// The container namespace.
     pub container: String,
+    /// The underlay address.
+    pub public: IpAddr,
+    /// Whether it has IPv6 subnets too.
+    pub dual_stack: bool,
 }
 
 impl Host {
-    /// 192.168.0.N.
+    /// The underlay address.
     pub fn public_ip(&self) -> IpAddr {
-        format!("192.168.0.{}", self.n).parse().unwrap()
+        self.public
     }
 
     /// 10.244.N.0/24.
@@ -55,20 +83,42 @@ impl Host {
         format!("10.244.{}.0/24", self.n).parse().unwrap()
     }
 
+    /// fd00:244:0:N::/64.
+    pub fn subnet6(&self) -> ipnet::IpNet {
+        format!("fd00:244:0:{}::/64", self.n).parse().unwrap()
+    }
+
     /// The container's address, 10.244.N.2.
     pub fn container_ip(&self) -> String {
         format!("10.244.{}.2", self.n)
     }
 
+    /// The container's IPv6 address, fd00:244:0:N::2.
+    pub fn container_ip6(&self) -> String {
+        format!("fd00:244:0:{}::2", self.n)
+    }
+
+    fn subnets(&self) -> Vec<ipnet::IpNet> {
+        let mut v = vec![self.subnet()];
+        if self.dual_stack {
+            v.push(self.subnet6());
+        }
+        v
+    }
+
     /// The node as the agent would describe it.
     pub fn node(&self) -> LocalNode {
+        let mut networks = vec![CLUSTER.parse().unwrap()];
+        if self.dual_stack {
+            networks.push(CLUSTER6.parse().unwrap());
+        }
         LocalNode {
             cluster: "test".into(),
-            subnets: vec![self.subnet()],
+            subnets: self.subnets(),
             public_ip: self.public_ip(),
             underlay_index: ifindex(&self.ns, "eth0"),
             underlay_mtu: 1500,
-            cluster_networks: vec![CLUSTER.parse().unwrap()],
+            cluster_networks: networks,
         }
     }
 
@@ -76,7 +126,7 @@ impl Host {
     pub fn peer(&self, data: &serde_json::Value) -> Peer {
         Peer {
             name: format!("host{}", self.n),
-            subnets: vec![self.subnet()],
+            subnets: self.subnets(),
             public_ip: self.public_ip(),
             data: data.clone(),
         }
@@ -109,7 +159,7 @@ impl Host {
         }
     }
 
-    /// One ping from this host's container to `ip`.
+    /// One ping from this host's container to `ip` (IPv4 or IPv6).
     pub fn ping(&self, ip: &str) -> bool {
         Command::new("ip")
             .args(["netns", "exec", &self.container, "ping", "-c1", "-W1", ip])
@@ -136,8 +186,13 @@ impl Host {
 }
 
 impl World {
-    /// The underlay and `hosts` hosts with their containers.
+    /// The underlay and `hosts` hosts on 192.168.0.0/24 with their containers.
     pub fn new(hosts: u8) -> (World, Vec<Host>) {
+        World::with_hosts((1..=hosts).map(HostOptions::plain).collect())
+    }
+
+    /// The underlay and one host per entry (host N is the N-th, from 1).
+    pub fn with_hosts(options: Vec<HostOptions>) -> (World, Vec<Host>) {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("wbk{}x{n}", std::process::id() % 100_000);
         let mut w = World {
@@ -147,7 +202,11 @@ impl World {
         let u = w.ns("u");
         sh(&["ip", "-n", &u, "link", "add", "br0", "type", "bridge"]);
         sh(&["ip", "-n", &u, "link", "set", "br0", "up"]);
-        let hosts = (1..=hosts).map(|i| w.add_host(i)).collect();
+        let hosts = options
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| w.add_host(i as u8 + 1, o))
+            .collect();
         (w, hosts)
     }
 
@@ -161,6 +220,12 @@ impl World {
 
     /// A namespace on the underlay with address 192.168.0.`n` on its `eth0`.
     pub fn attach(&mut self, suffix: &str, n: u8) -> String {
+        self.attach_with(suffix, &format!("192.168.0.{n}/24"))
+    }
+
+    /// A namespace on the underlay with `address` (with prefix length) on its `eth0`.
+    pub fn attach_with(&mut self, suffix: &str, address: &str) -> String {
+        let n = self.namespaces.len();
         let ns = self.ns(suffix);
         let u = format!("{}u", self.prefix);
         let port = format!("p{n}");
@@ -169,32 +234,22 @@ impl World {
             "netns", &ns,
         ]);
         sh(&["ip", "-n", &u, "link", "set", &port, "master", "br0", "up"]);
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("192.168.0.{n}/24"),
-            "dev",
-            "eth0",
-        ]);
+        sh(&["ip", "-n", &ns, "addr", "add", address, "dev", "eth0"]);
         sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         ns
     }
 
-    fn add_host(&mut self, n: u8) -> Host {
-        let ns = self.attach(&format!("h{n}"), n);
+    fn add_host(&mut self, n: u8, o: HostOptions) -> Host {
+        let ns = self.attach_with(&format!("h{n}"), &o.underlay);
+        for r in &o.underlay_routes {
+            let mut args = vec!["ip", "-n", &ns, "route", "add"];
+            args.extend(r.split_whitespace());
+            sh(&args);
+        }
         let container = self.ns(&format!("c{n}"));
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
+        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", key]);
+        }
         sh(&["ip", "-n", &ns, "link", "add", "cbr0", "type", "bridge"]);
         sh(&[
             "ip",
@@ -233,7 +288,42 @@ impl World {
             "via",
             &format!("10.244.{n}.1"),
         ]);
-        Host { n, ns, container }
+        if o.dual_stack {
+            let gw = format!("fd00:244:0:{n}::1");
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{gw}/64"),
+                "dev",
+                "cbr0",
+                "nodad",
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                &container,
+                "addr",
+                "add",
+                &format!("fd00:244:0:{n}::2/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+            sh(&[
+                "ip", "-n", &container, "-6", "route", "add", "default", "via", &gw,
+            ]);
+        }
+        let public = o.underlay.split('/').next().unwrap().parse().unwrap();
+        Host {
+            n,
+            ns,
+            container,
+            public,
+            dual_stack: o.dual_stack,
+        }
     }
 }
 
