@@ -237,7 +237,7 @@ impl BgpBackend {
             entries: Programmed::default(),
         };
         if let Err(e) = state.originate() {
-            let errors = state.stop(true);
+            let errors = state.stop();
             for err in errors {
                 tracing::warn!(error = %err, "rollback of a failed bgp init");
             }
@@ -332,9 +332,9 @@ impl State {
             .collect())
     }
 
-    /// Stops the speaker (Cease to every neighbour) and the programmer (removing its routes
-    /// when `remove`), then removes blackholes and devices. Returns every failure.
-    fn stop(self, remove: bool) -> Vec<DriverError> {
+    /// Stops the speaker (Cease to every neighbour) and the programmer, removing its routes,
+    /// then removes blackholes and devices. Keeps going past failures and returns them all.
+    fn stop(self) -> Vec<DriverError> {
         let State {
             node,
             mut netlink,
@@ -345,21 +345,19 @@ impl State {
         } = self;
         let mut errors = Vec::new();
         host.shutdown();
-        if let Err(e) = programmer.stop(remove) {
+        if let Err(e) = programmer.stop(true) {
             errors.push(driver_error(e));
         }
-        if remove {
-            for subnet in &node.subnets {
-                match netlink.del_route(&blackhole(*subnet)) {
-                    Err(e) if !is_gone(&e) => errors.push(e),
-                    _ => {}
-                }
+        for subnet in &node.subnets {
+            match netlink.del_route(&blackhole(*subnet)) {
+                Err(e) if !is_gone(&e) => errors.push(e),
+                _ => {}
             }
-            // The entries go with the device.
-            for spec in devices.iter().rev() {
-                if let Err(e) = device::remove(&mut netlink, spec.name()) {
-                    errors.push(e);
-                }
+        }
+        // The entries go with the device.
+        for spec in devices.iter().rev() {
+            if let Err(e) = device::remove(&mut netlink, spec.name()) {
+                errors.push(e);
             }
         }
         errors
@@ -406,7 +404,7 @@ impl Backend for BgpBackend {
         let hosts = match guard.take() {
             Some(old) => {
                 let hosts = old.hosts.clone();
-                for e in old.stop(true) {
+                for e in old.stop() {
                     tracing::warn!(error = %e, "cleaning up the previous bgp setup");
                 }
                 hosts
@@ -443,6 +441,8 @@ impl Backend for BgpBackend {
         let key = peer_key(peer);
         state.hosts.insert(key.clone(), peer.clone());
         let mut changes = state.converge(&self.config)?;
+        // A host that has not published its VTEP MAC yet is still a neighbour; its VXLAN
+        // entries follow once it has (the error says so).
         let objects = encap::vxlan_objects(&self.config, &state.local, peer);
         let desired = objects.as_ref().cloned().unwrap_or_default();
         changes.extend(state.entries.set_peer(&mut state.netlink, &key, desired)?);
@@ -569,7 +569,7 @@ impl Backend for BgpBackend {
         let Some(state) = self.state().take() else {
             return Ok(());
         };
-        DriverError::collect(state.stop(true))
+        DriverError::collect(state.stop())
     }
 }
 
