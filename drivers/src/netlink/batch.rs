@@ -1,12 +1,16 @@
 //! Pipelined route changes, for programs that install routes by the hundred thousand (a BGP
-//! speaker): many requests go out in one datagram, and their acks are read per window.
+//! speaker): many requests go out in one datagram, and one ack closes the window.
 //!
 //! [`super::Netlink`] sends one request and waits for its ack, which costs two system calls
 //! and a scheduler round trip per route. Here a window of requests is packed into one
-//! `sendto`, each still carrying `NLM_F_ACK`, so every success is confirmed and every failure
-//! is tied to the route it concerned. The window is sized so its acks fit the socket's
-//! receive buffer (raised where the caller may): an ack lost to an overflowing buffer would
-//! otherwise leave a request unconfirmed.
+//! `sendto`. The kernel answers a refused request with an error whether or not it asked for
+//! an ack, and it answers the requests of a socket in order, so only the last request of a
+//! window carries `NLM_F_ACK`: once its ack (or error) is read, every earlier request of the
+//! window has been handled, and the errors that came before it name exactly the refused
+//! ones. Skipping the per-route ack saves about a quarter of the kernel's work per route.
+//! The window is sized so that even a window refused in full fits the socket's receive
+//! buffer (raised where the caller may): an error lost to an overflowing buffer would go
+//! unnoticed.
 
 use std::io;
 use std::net::IpAddr;
@@ -30,8 +34,8 @@ use crate::netns::Netns;
 /// Receive buffer asked for (SO_RCVBUFFORCE needs CAP_NET_ADMIN; otherwise the system's
 /// maximum applies and the window shrinks to match).
 const WANTED_RCVBUF: usize = 8 << 20;
-/// The kernel accounts every ack as one socket buffer of roughly this size (`truesize`), so
-/// the receive buffer holds this many bytes per outstanding request.
+/// The kernel accounts every reply as one socket buffer of roughly this size (`truesize`), so
+/// the receive buffer holds this many bytes per request that may be refused.
 const ACK_COST: usize = 2048;
 /// Upper bound of requests per datagram (the send side is limited by SO_SNDBUF too).
 const MAX_WINDOW: usize = 1024;
@@ -122,23 +126,33 @@ impl RouteBatch {
         let mut failures = Vec::new();
         for (chunk_index, chunk) in ops.chunks(self.window).enumerate() {
             let base = chunk_index * self.window;
-            let mut pending = Vec::with_capacity(chunk.len());
-            self.send_buffer.clear();
+            let mut encoded = Vec::with_capacity(chunk.len());
             for (i, op) in chunk.iter().enumerate() {
                 match encode(op) {
-                    Ok(message) => {
-                        self.sequence = self.sequence.wrapping_add(1);
-                        pack(&mut self.send_buffer, message, op, self.sequence);
-                        pending.push((self.sequence, base + i));
-                    }
+                    Ok(message) => encoded.push((base + i, message)),
                     Err(e) => failures.push((base + i, e)),
                 }
             }
-            if pending.is_empty() {
+            if encoded.is_empty() {
                 continue;
             }
+            self.send_buffer.clear();
+            let first = self.sequence.wrapping_add(1);
+            let last = encoded.len() - 1;
+            let mut pending = Vec::with_capacity(encoded.len());
+            for (n, (index, message)) in encoded.into_iter().enumerate() {
+                self.sequence = self.sequence.wrapping_add(1);
+                pack(
+                    &mut self.send_buffer,
+                    message,
+                    &ops[index],
+                    self.sequence,
+                    n == last,
+                );
+                pending.push(index);
+            }
             self.send()?;
-            self.collect_acks(&mut pending, ops, &mut failures)?;
+            self.collect(first, &pending, ops, &mut failures)?;
         }
         failures.sort_by_key(|(i, _)| *i);
         Ok(failures)
@@ -157,31 +171,30 @@ impl RouteBatch {
         }
     }
 
-    /// Reads until every request of the window is acked; `pending` holds (sequence, op index)
-    /// in sending order.
-    fn collect_acks(
+    /// Reads the window's replies until the one of its last request; `pending` holds the op
+    /// index of each request in sending order, the first with sequence number `first`.
+    fn collect(
         &mut self,
-        pending: &mut Vec<(u32, usize)>,
+        first: u32,
+        pending: &[usize],
         ops: &[RouteOp],
         failures: &mut Vec<(usize, DriverError)>,
     ) -> Result<()> {
-        let first = pending[0].0;
-        let mut acked = vec![false; pending.len()];
-        let mut left = pending.len();
-        while left > 0 {
+        let last = pending.len() - 1;
+        loop {
             self.receive()?;
             let mut offset = 0;
             while offset < self.recv_buffer.len() {
                 let bytes = &self.recv_buffer[offset..];
                 let header = NetlinkBuffer::new_checked(bytes).map_err(|e| {
                     Failure::decode(format!("bad netlink header: {e}"))
-                        .into_error("read route batch acks", "NETLINK_ROUTE")
+                        .into_error("read route batch replies", "NETLINK_ROUTE")
                 })?;
                 let length = header.length() as usize;
                 if length < NLMSG_HEADER_LEN {
                     return Err(
                         Failure::decode(format!("netlink message of length {length}"))
-                            .into_error("read route batch acks", "NETLINK_ROUTE"),
+                            .into_error("read route batch replies", "NETLINK_ROUTE"),
                     );
                 }
                 let (kind, flags) = (header.message_type(), header.flags());
@@ -189,13 +202,11 @@ impl RouteBatch {
                 let slot = header.sequence_number().wrapping_sub(first) as usize;
                 let message = &bytes[..length.min(bytes.len())];
                 offset += align4(length);
-                if kind != NLMSG_ERROR || slot >= pending.len() || acked[slot] {
-                    continue; // not an ack of this window (a leftover of an abandoned one)
+                if kind != NLMSG_ERROR || slot > last {
+                    continue; // not a reply of this window (a leftover of an abandoned one)
                 }
-                acked[slot] = true;
-                left -= 1;
                 if let Some(failure) = parse_ack(message, flags) {
-                    let index = pending[slot].1;
+                    let index = pending[slot];
                     let op = &ops[index];
                     let what = match op {
                         RouteOp::Replace(_) => "replace route",
@@ -203,10 +214,11 @@ impl RouteBatch {
                     };
                     failures.push((index, failure.into_error(what, describe(op.route()))));
                 }
+                if slot == last {
+                    return Ok(());
+                }
             }
         }
-        pending.clear();
-        Ok(())
     }
 
     fn receive(&mut self) -> Result<()> {
@@ -245,10 +257,17 @@ fn raise_rcvbuf(socket: &Socket) -> usize {
     socket.get_rx_buf_sz().unwrap_or(212_992) / 2
 }
 
-fn pack(buffer: &mut Vec<u8>, message: RouteNetlinkMessage, op: &RouteOp, sequence: u32) {
+/// Appends one request; `ack` asks for a reply even on success (the window's last).
+fn pack(
+    buffer: &mut Vec<u8>,
+    message: RouteNetlinkMessage,
+    op: &RouteOp,
+    sequence: u32,
+    ack: bool,
+) {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST
-        | NLM_F_ACK
+        | if ack { NLM_F_ACK } else { 0 }
         | match op {
             RouteOp::Replace(_) => NLM_F_CREATE | NLM_F_REPLACE,
             RouteOp::Delete(_) => 0,
