@@ -4,11 +4,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use weft_bridge::BridgeDriver;
-use weft_routed::RoutedDriver;
-use weft_drivers::builtin::{ContainerDriver, HostDriver, NullDriver};
+use weft_drivers::builtin::BuiltinDriver;
 use weft_drivers::firewall::Firewall;
 use weft_engine::{Controller, EngineError, ErrorClass};
 use weft_ipam::FileStore;
+use weft_routed::RoutedDriver;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
 
@@ -17,9 +17,9 @@ pub fn controller(state_dir: &Path) -> Result<Controller, EngineError> {
     let mut c = Controller::new(Arc::new(store));
     c.register(Arc::new(BridgeDriver::new()));
     c.register(Arc::new(RoutedDriver::new()));
-    c.register(Arc::new(NullDriver));
-    c.register(Arc::new(HostDriver));
-    c.register(Arc::new(ContainerDriver));
+    for builtin in BuiltinDriver::all() {
+        c.register(Arc::new(builtin));
+    }
     c.set_firewall(Firewall::system());
     Ok(c)
 }

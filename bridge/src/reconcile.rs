@@ -1,12 +1,11 @@
 //! Bringing the kernel back to what the records say for one network.
 
-use std::collections::BTreeSet;
-
 use weft_drivers::firewall::{Firewall, NftRunner};
 use weft_drivers::netlink::Netlink;
+use weft_drivers::reconcile::{remove_orphan_links, remove_unknown_endpoint_links};
 use weft_drivers::{DriverError, Endpoint, Network};
 
-use crate::{names, network, ports};
+use crate::{network, ports};
 
 /// Re-creates the bridge and rules if missing, removes veths and published ports of endpoints
 /// that no longer exist, and publishes missing ports of those that do.
@@ -23,26 +22,9 @@ pub fn network<R: NftRunner>(
     }
     network::create(fw, net)?;
 
-    let known: BTreeSet<&str> = endpoints.iter().map(|e| e.id.as_str()).collect();
-    let mut errors = Vec::new();
-    for link in nl.links()? {
-        let Some(id) = link
-            .alias
-            .as_deref()
-            .and_then(|a| names::endpoint_of_alias(a, &net.id))
-        else {
-            continue;
-        };
-        if !known.contains(id) {
-            match nl.del_link(link.index) {
-                Ok(()) => done.push(format!(
-                    "removed leaked interface {} (endpoint {id})",
-                    link.name
-                )),
-                Err(e) => errors.push(e),
-            }
-        }
-    }
+    let cleanup = remove_unknown_endpoint_links(&mut nl, net, endpoints)?;
+    done.extend(cleanup.done);
+    let mut errors = cleanup.errors;
 
     let mut expected = Vec::new();
     for ep in endpoints {
@@ -58,30 +40,5 @@ pub fn network<R: NftRunner>(
 
 /// Removes bridges and veths weft made for networks that no longer exist.
 pub fn orphans(networks: &[Network]) -> Result<Vec<String>, DriverError> {
-    let mut nl = Netlink::open()?;
-    let mut done = Vec::new();
-    let mut errors = Vec::new();
-    let known = |id: &str| networks.iter().any(|n| n.id == id);
-    for link in nl.links()? {
-        let Some(alias) = link.alias.as_deref() else {
-            continue;
-        };
-        let owner = alias.strip_prefix("weft:net:").or_else(|| {
-            alias
-                .strip_prefix("weft:ep:")
-                .and_then(|r| r.split(':').next())
-        });
-        if let Some(id) = owner {
-            if !known(id) {
-                match nl.del_link(link.index) {
-                    Ok(()) => done.push(format!(
-                        "removed interface {} of vanished network {id}",
-                        link.name
-                    )),
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-    }
-    DriverError::collect(errors).map(|()| done)
+    remove_orphan_links(networks, false)
 }

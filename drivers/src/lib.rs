@@ -9,6 +9,7 @@ pub mod firewall;
 pub mod model;
 pub mod netlink;
 pub mod names;
+pub mod reconcile;
 pub mod netns;
 pub mod sandbox;
 pub mod sysctl;

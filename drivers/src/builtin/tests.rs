@@ -31,8 +31,8 @@ fn ep() -> Endpoint {
 
 #[test]
 fn builtin_modes_take_no_addresses_ports_or_subnets() {
-    let drivers: [&dyn NetworkDriver; 3] = [&NullDriver, &HostDriver, &ContainerDriver];
-    for d in drivers {
+    for d in BuiltinDriver::all() {
+        let d: &dyn NetworkDriver = &d;
         let mut n = net(d.name());
         let mut e = ep();
         e.addresses.push("10.0.0.2/24".parse().unwrap());
@@ -67,7 +67,7 @@ fn builtin_modes_take_no_addresses_ports_or_subnets() {
 #[test]
 fn container_mode_needs_an_existing_namespace() {
     let e = ep();
-    let err = ContainerDriver
+    let err = BuiltinDriver(Mode::Container)
         .validate_endpoint(&net("container"), &e)
         .unwrap_err()
         .to_string();
@@ -75,7 +75,7 @@ fn container_mode_needs_an_existing_namespace() {
     let mut e = ep();
     e.options
         .insert(container::JOINS.into(), "/nonexistent/ns".into());
-    let err = ContainerDriver
+    let err = BuiltinDriver(Mode::Container)
         .validate_endpoint(&net("container"), &e)
         .unwrap_err()
         .to_string();
