@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -27,6 +28,8 @@ const TMP_PREFIX: &str = ".tmp-";
 pub struct FileStore {
     root: PathBuf,
     lock: Arc<FileLock>,
+    /// How long `lock` waits for another process before giving up; `None` waits forever.
+    lock_timeout: Option<Duration>,
 }
 
 /// The cross-process lock (`flock` on one open file description per store) under the
@@ -73,12 +76,20 @@ impl FileStore {
             .map_err(|e| io_error(&path, e))?;
         Ok(FileStore {
             root,
+            lock_timeout: None,
             lock: Arc::new(FileLock {
                 file,
                 path,
                 threads: ReentrantLock::default(),
             }),
         })
+    }
+
+    /// Makes `lock` give up with `StoreError::LockTimeout` after waiting `timeout` for another
+    /// process (a CNI runtime would rather hear "try again later" than hang).
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
     }
 
     /// The directory this store lives in.
@@ -255,8 +266,19 @@ impl Store for FileStore {
 
     fn lock(&self) -> Result<StoreLock, StoreError> {
         let lock = &self.lock;
-        lock.threads
-            .acquire(|| flock(&lock.file, libc::LOCK_EX).map_err(|e| io_error(&lock.path, e)))?;
+        lock.threads.acquire(|| match self.lock_timeout {
+            None => flock(&lock.file, libc::LOCK_EX).map_err(|e| io_error(&lock.path, e)),
+            Some(timeout) => flock_within(&lock.file, timeout).map_err(|e| {
+                if e.kind() == ErrorKind::WouldBlock {
+                    StoreError::LockTimeout {
+                        path: lock.path.display().to_string(),
+                        waited: timeout,
+                    }
+                } else {
+                    io_error(&lock.path, e)
+                }
+            }),
+        })?;
         Ok(StoreLock::new(Box::new(FileLockGuard(Arc::clone(lock)))))
     }
 }
@@ -338,6 +360,25 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
         if e.kind() != ErrorKind::Interrupted {
             return Err(e);
         }
+    }
+}
+
+/// `flock(LOCK_EX)` that gives up with `WouldBlock` after `timeout`: non-blocking attempts,
+/// backing off from 1 ms to 20 ms between them.
+fn flock_within(file: &File, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match flock(file, libc::LOCK_EX | libc::LOCK_NB) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

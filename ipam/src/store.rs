@@ -23,6 +23,11 @@ pub enum StoreError {
     /// A value could not be decoded.
     #[error("store value at {key:?} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("the state directory lock {path} has been held by another process for more than {:.1}s; try again later", waited.as_secs_f64())]
+    LockTimeout {
+        path: String,
+        waited: std::time::Duration,
+    },
 }
 
 /// Held while a multi-key read-modify-write must not interleave with any other process or thread.

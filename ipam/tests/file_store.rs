@@ -296,3 +296,22 @@ fn hints_are_replaced_atomically_too() {
         all_files(store.root())
     );
 }
+
+#[test]
+fn a_lock_timeout_gives_up_while_another_store_holds_the_lock() {
+    let (_dir, store) = open();
+    let root = store.root().to_path_buf();
+    let held = store.lock().unwrap();
+    let other = FileStore::open(&root)
+        .unwrap()
+        .with_lock_timeout(Duration::from_millis(150));
+    let started = std::time::Instant::now();
+    match other.lock() {
+        Err(StoreError::LockTimeout { .. }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("took a lock someone else holds"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    drop(held);
+    other.lock().expect("free once released");
+}
