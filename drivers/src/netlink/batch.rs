@@ -13,21 +13,17 @@
 //! unnoticed.
 
 use std::io;
-use std::net::IpAddr;
 
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLMSG_ERROR,
     NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST,
 };
-use netlink_packet_route::route::{
-    RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHop, RouteNextHopFlags,
-    RouteProtocol, RouteScope, RouteType, RouteVia,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use super::errors::Failure;
-use super::{IpFamily, NextHop, Result, Route, RouteKind};
+use super::route::{describe, route_message, Purpose};
+use super::{Result, Route};
 use crate::error::DriverError;
 use crate::netns::Netns;
 
@@ -43,8 +39,6 @@ const MAX_WINDOW: usize = 1024;
 const NLMSG_HEADER_LEN: usize = 16;
 /// `NLMSGERR_ATTR_MSG`: the extended-ack text.
 const NLMSGERR_ATTR_MSG: u16 = 1;
-/// RT_SCOPE_NOWHERE: in a delete request, "any scope".
-const SCOPE_ANY: u8 = 255;
 const RECV_BUFFER: usize = 256 * 1024;
 
 /// One change of a batch.
@@ -314,132 +308,17 @@ fn parse_ack(bytes: &[u8], flags: u16) -> Option<Failure> {
     Some(Failure::kernel(code.abs(), detail))
 }
 
-/// The request for one change. A gateway of the other family than the destination (an IPv4
-/// route via an IPv6 next hop) is sent as RTA_VIA.
+/// The request for one change ([`super::route::route_message`]): a delete matches by
+/// destination, table, protocol and metric, whatever the next hops are now.
 fn encode(op: &RouteOp) -> Result<RouteNetlinkMessage> {
-    let route = op.route();
-    let delete = matches!(op, RouteOp::Delete(_));
-    if route.destination != route.destination.trunc() {
-        return Err(DriverError::Invalid(format!(
-            "route {}: the destination has host bits set: use {}",
-            describe(route),
-            route.destination.trunc()
-        )));
-    }
-    if route.kind == RouteKind::Blackhole
-        && (route.gateway.is_some() || !route.multipath.is_empty())
-    {
-        return Err(DriverError::Invalid(format!(
-            "route {}: a blackhole route has no gateway",
-            describe(route)
-        )));
-    }
-    let family = route.family();
-    let mut message = RouteMessage::default();
-    let header = &mut message.header;
-    header.address_family = address_family(family);
-    header.destination_prefix_length = route.destination.prefix_len();
-    header.table = u8::try_from(route.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
-    header.protocol = RouteProtocol::from(route.protocol);
-    header.kind = match (route.kind, delete) {
-        (RouteKind::Blackhole, _) => RouteType::BlackHole,
-        (RouteKind::Unicast, false) => RouteType::Unicast,
-        (RouteKind::Unicast, true) => RouteType::Unspec,
-    };
-    header.scope = RouteScope::from(if delete { SCOPE_ANY } else { route.scope });
-    if route.onlink {
-        header.flags |= RouteFlags::Onlink;
-    }
-    let attributes = &mut message.attributes;
-    if route.destination.prefix_len() > 0 {
-        attributes.push(RouteAttribute::Destination(route.destination.addr().into()));
-    }
-    attributes.push(RouteAttribute::Table(route.table));
-    if let Some(metric) = route.metric {
-        attributes.push(RouteAttribute::Priority(metric));
-    }
-    if !delete {
-        if route.multipath.is_empty() {
-            if let Some(gateway) = route.gateway {
-                attributes.push(gateway_attribute(family, gateway));
-            }
-            if let Some(oif) = route.oif {
-                attributes.push(RouteAttribute::Oif(oif));
-            }
-        } else {
-            attributes.push(RouteAttribute::MultiPath(
-                route
-                    .multipath
-                    .iter()
-                    .map(|hop| next_hop(family, hop))
-                    .collect(),
-            ));
+    Ok(match op {
+        RouteOp::Replace(route) => {
+            RouteNetlinkMessage::NewRoute(route_message(route, Purpose::Install)?)
         }
-        if let Some(source) = route.source {
-            attributes.push(RouteAttribute::PrefSource(source.into()));
+        RouteOp::Delete(route) => {
+            RouteNetlinkMessage::DelRoute(route_message(route, Purpose::DeleteByPrefix)?)
         }
-    }
-    Ok(if delete {
-        RouteNetlinkMessage::DelRoute(message)
-    } else {
-        RouteNetlinkMessage::NewRoute(message)
     })
-}
-
-fn gateway_attribute(family: IpFamily, gateway: IpAddr) -> RouteAttribute {
-    if IpFamily::of(gateway) == family {
-        return RouteAttribute::Gateway(gateway.into());
-    }
-    RouteAttribute::Via(match gateway {
-        IpAddr::V4(v4) => RouteVia::Inet(v4),
-        IpAddr::V6(v6) => RouteVia::Inet6(v6),
-    })
-}
-
-fn next_hop(family: IpFamily, hop: &NextHop) -> RouteNextHop {
-    let mut message = RouteNextHop::default();
-    // rtnh_hops holds weight - 1.
-    message.hops = hop.weight.max(1) - 1;
-    message.interface_index = hop.oif.unwrap_or(0);
-    if hop.onlink {
-        message.flags |= RouteNextHopFlags::Onlink;
-    }
-    if let Some(gateway) = hop.gateway {
-        message.attributes.push(gateway_attribute(family, gateway));
-    }
-    message
-}
-
-fn address_family(family: IpFamily) -> AddressFamily {
-    match family {
-        IpFamily::V4 => AddressFamily::Inet,
-        IpFamily::V6 => AddressFamily::Inet6,
-    }
-}
-
-/// `10.1.0.0/24 via 10.0.0.1 dev ifindex 3` for messages.
-fn describe(route: &Route) -> String {
-    let mut text = match route.kind {
-        RouteKind::Blackhole => format!("blackhole {}", route.destination),
-        RouteKind::Unicast => route.destination.to_string(),
-    };
-    let hops = route
-        .gateway
-        .map(|g| (Some(g), route.oif))
-        .into_iter()
-        .chain(route.multipath.iter().map(|h| (h.gateway, h.oif)));
-    for (gateway, oif) in hops {
-        if let Some(gateway) = gateway {
-            text.push_str(&format!(" via {gateway}"));
-        }
-        if let Some(oif) = oif {
-            text.push_str(&format!(" dev ifindex {oif}"));
-        }
-    }
-    if route.table != u32::from(RouteHeader::RT_TABLE_MAIN) {
-        text.push_str(&format!(" table {}", route.table));
-    }
-    text
 }
 
 fn align4(len: usize) -> usize {
@@ -449,8 +328,9 @@ fn align4(len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::Netlink;
+    use crate::netlink::{IpFamily, Netlink, RouteKind};
     use ipnet::IpNet;
+    use netlink_packet_route::route::{RouteAttribute, RouteType, RouteVia};
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
@@ -478,7 +358,7 @@ mod tests {
         let RouteNetlinkMessage::DelRoute(m) = encode(&RouteOp::Delete(route)).unwrap() else {
             panic!("not a delete request");
         };
-        assert_eq!(u8::from(m.header.scope), SCOPE_ANY);
+        assert_eq!(u8::from(m.header.scope), 255, "any scope");
         assert_eq!(m.header.kind, RouteType::Unspec);
         assert_eq!(u8::from(m.header.protocol), 87);
         assert!(!m

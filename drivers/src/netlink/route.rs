@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHop,
-    RouteNextHopFlags, RouteProtocol, RouteScope, RouteType,
+    RouteNextHopFlags, RouteProtocol, RouteScope, RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -18,9 +18,20 @@ const SCOPE_ANY: u8 = 255;
 
 /// What a request is for: deletes match loosely (any scope, any type unless blackhole).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Purpose {
+pub(super) enum Purpose {
+    /// `ip route add|replace`: everything set is sent.
     Install,
+    /// `ip route del`: the next hops that are set narrow the match.
     Delete,
+    /// `ip route del DEST [table T] [proto P] [metric M]`: whatever the next hops are (a
+    /// batch removes a route it knows by its destination).
+    DeleteByPrefix,
+}
+
+impl Purpose {
+    fn deletes(self) -> bool {
+        self != Purpose::Install
+    }
 }
 
 impl Netlink {
@@ -95,7 +106,7 @@ impl Netlink {
 }
 
 /// `10.1.0.0/24 via 10.0.0.1 dev 3 table 100` for messages.
-fn describe(route: &Route) -> String {
+pub(super) fn describe(route: &Route) -> String {
     let mut text = match route.kind {
         RouteKind::Blackhole => format!("blackhole {}", route.destination),
         RouteKind::Unicast => route.destination.to_string(),
@@ -145,17 +156,11 @@ fn validate(route: &Route) -> Result<()> {
     if route.table == 0 {
         return invalid("table 0 is not a routing table: use 254 for main".into());
     }
-    let family = route.family();
-    let gateways = route
-        .gateway
-        .iter()
-        .chain(route.multipath.iter().filter_map(|h| h.gateway.as_ref()));
-    for gateway in gateways.chain(route.source.iter()) {
-        if IpFamily::of(*gateway) != family {
-            return invalid(format!(
-                "{gateway} is not of the destination's address family"
-            ));
-        }
+    // A gateway of the other family is fine (sent as RTA_VIA); a preferred source is not.
+    if let Some(source) = route.source.filter(|s| IpFamily::of(*s) != route.family()) {
+        return invalid(format!(
+            "source {source} is not of the destination's address family"
+        ));
     }
     if route.kind == RouteKind::Blackhole
         && (route.gateway.is_some() || !route.multipath.is_empty())
@@ -165,23 +170,27 @@ fn validate(route: &Route) -> Result<()> {
     Ok(())
 }
 
-fn route_message(route: &Route, purpose: Purpose) -> Result<RouteMessage> {
+/// The request for `route`, checked first. A gateway of the other family than the destination
+/// (an IPv6 route via an IPv4-mapped next hop's IPv4 address) is sent as RTA_VIA.
+pub(super) fn route_message(route: &Route, purpose: Purpose) -> Result<RouteMessage> {
     validate(route)?;
+    let family = route.family();
     let mut message = RouteMessage::default();
     let header = &mut message.header;
-    header.address_family = address_family(route.family());
+    header.address_family = address_family(family);
     header.destination_prefix_length = route.destination.prefix_len();
     // Tables above 255 only fit in RTA_TABLE; the header then says RT_TABLE_UNSPEC.
     header.table = u8::try_from(route.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
     header.protocol = RouteProtocol::from(route.protocol);
-    header.kind = match (route.kind, purpose) {
+    header.kind = match (route.kind, purpose.deletes()) {
         (RouteKind::Blackhole, _) => RouteType::BlackHole,
-        (RouteKind::Unicast, Purpose::Install) => RouteType::Unicast,
-        (RouteKind::Unicast, Purpose::Delete) => RouteType::Unspec,
+        (RouteKind::Unicast, false) => RouteType::Unicast,
+        (RouteKind::Unicast, true) => RouteType::Unspec,
     };
-    header.scope = RouteScope::from(match purpose {
-        Purpose::Install => route.scope,
-        Purpose::Delete => SCOPE_ANY,
+    header.scope = RouteScope::from(if purpose.deletes() {
+        SCOPE_ANY
+    } else {
+        route.scope
     });
     if route.onlink {
         header.flags |= RouteFlags::Onlink;
@@ -191,20 +200,27 @@ fn route_message(route: &Route, purpose: Purpose) -> Result<RouteMessage> {
         attributes.push(RouteAttribute::Destination(route.destination.addr().into()));
     }
     attributes.push(RouteAttribute::Table(route.table));
+    if let Some(metric) = route.metric {
+        attributes.push(RouteAttribute::Priority(metric));
+    }
+    if purpose == Purpose::DeleteByPrefix {
+        return Ok(message);
+    }
     if route.multipath.is_empty() {
         if let Some(gateway) = route.gateway {
-            attributes.push(RouteAttribute::Gateway(gateway.into()));
+            attributes.push(gateway_attribute(family, gateway));
         }
         if let Some(oif) = route.oif {
             attributes.push(RouteAttribute::Oif(oif));
         }
     } else {
         attributes.push(RouteAttribute::MultiPath(
-            route.multipath.iter().map(next_hop_message).collect(),
+            route
+                .multipath
+                .iter()
+                .map(|hop| next_hop_message(family, hop))
+                .collect(),
         ));
-    }
-    if let Some(metric) = route.metric {
-        attributes.push(RouteAttribute::Priority(metric));
     }
     if let Some(source) = route.source {
         attributes.push(RouteAttribute::PrefSource(source.into()));
@@ -212,7 +228,18 @@ fn route_message(route: &Route, purpose: Purpose) -> Result<RouteMessage> {
     Ok(message)
 }
 
-fn next_hop_message(hop: &NextHop) -> RouteNextHop {
+/// RTA_GATEWAY, or RTA_VIA for a gateway of the other family.
+fn gateway_attribute(family: IpFamily, gateway: IpAddr) -> RouteAttribute {
+    if IpFamily::of(gateway) == family {
+        return RouteAttribute::Gateway(gateway.into());
+    }
+    RouteAttribute::Via(match gateway {
+        IpAddr::V4(v4) => RouteVia::Inet(v4),
+        IpAddr::V6(v6) => RouteVia::Inet6(v6),
+    })
+}
+
+fn next_hop_message(family: IpFamily, hop: &NextHop) -> RouteNextHop {
     let mut message = RouteNextHop::default();
     // rtnh_hops holds weight - 1.
     message.hops = hop.weight.max(1) - 1;
@@ -221,9 +248,7 @@ fn next_hop_message(hop: &NextHop) -> RouteNextHop {
         message.flags |= RouteNextHopFlags::Onlink;
     }
     if let Some(gateway) = hop.gateway {
-        message
-            .attributes
-            .push(RouteAttribute::Gateway(gateway.into()));
+        message.attributes.push(gateway_attribute(family, gateway));
     }
     message
 }
@@ -254,6 +279,7 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<(RouteType, Route)> 
         match attribute {
             RouteAttribute::Destination(address) => destination = ip_of(address)?,
             RouteAttribute::Gateway(address) => route.gateway = ip_of(address),
+            RouteAttribute::Via(via) => route.gateway = via_ip(via),
             RouteAttribute::Oif(oif) => route.oif = Some(*oif),
             RouteAttribute::Table(table) => route.table = *table,
             RouteAttribute::Priority(metric) => route.metric = Some(*metric),
@@ -272,6 +298,7 @@ fn parse_next_hop(hop: &RouteNextHop) -> NextHop {
     NextHop {
         gateway: hop.attributes.iter().find_map(|a| match a {
             RouteAttribute::Gateway(address) => ip_of(address),
+            RouteAttribute::Via(via) => via_ip(via),
             _ => None,
         }),
         oif: (hop.interface_index != 0).then_some(hop.interface_index),
@@ -284,6 +311,14 @@ fn ip_of(address: &RouteAddress) -> Option<IpAddr> {
     match address {
         RouteAddress::Inet(ip) => Some((*ip).into()),
         RouteAddress::Inet6(ip) => Some((*ip).into()),
+        _ => None,
+    }
+}
+
+fn via_ip(via: &RouteVia) -> Option<IpAddr> {
+    match via {
+        RouteVia::Inet(ip) => Some((*ip).into()),
+        RouteVia::Inet6(ip) => Some((*ip).into()),
         _ => None,
     }
 }
@@ -345,11 +380,48 @@ mod tests {
                 .contains("use 10.0.0.0/8")
         );
         let mut mixed = Route::new(net("10.0.0.0/8"));
-        mixed.gateway = Some("fe80::1".parse().unwrap());
-        assert!(route_message(&mixed, Purpose::Install).is_err());
+        mixed.source = Some("fd00::1".parse().unwrap());
+        assert!(route_message(&mixed, Purpose::Install)
+            .unwrap_err()
+            .to_string()
+            .contains("source fd00::1"));
         let mut no_table = Route::new(net("10.0.0.0/8"));
         no_table.table = 0;
         assert!(route_message(&no_table, Purpose::Install).is_err());
+    }
+
+    #[test]
+    fn cross_family_gateway_becomes_via_and_parses_back() {
+        let mut route = Route::new(net("fd10::/64"));
+        route.gateway = Some("192.168.0.2".parse().unwrap());
+        route.oif = Some(3);
+        let message = route_message(&route, Purpose::Install).unwrap();
+        assert!(message
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Via(RouteVia::Inet(_)))));
+        assert_eq!(parse_route(&message).unwrap().1, route);
+    }
+
+    #[test]
+    fn delete_by_prefix_carries_no_next_hop() {
+        let mut route = Route::new(net("10.9.0.0/24"));
+        route.gateway = Some("10.0.0.1".parse().unwrap());
+        route.oif = Some(3);
+        route.protocol = 87;
+        route.metric = Some(10);
+        let loose = route_message(&route, Purpose::DeleteByPrefix).unwrap();
+        assert_eq!(u8::from(loose.header.protocol), 87);
+        assert!(loose
+            .attributes
+            .iter()
+            .all(|a| !matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Oif(_))));
+        assert!(loose.attributes.contains(&RouteAttribute::Priority(10)));
+        let narrow = route_message(&route, Purpose::Delete).unwrap();
+        assert!(narrow
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Gateway(_))));
     }
 
     #[test]
