@@ -32,6 +32,7 @@ impl Controller {
             pools: Vec::new(),
             labels: BTreeMap::new(),
             created: 0,
+            docker_ids: Vec::new(),
         })
     }
 

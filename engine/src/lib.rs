@@ -7,6 +7,7 @@
 //! happens through the drivers while the lock is held; a failure undoes what the operation did
 //! (kernel and store) before the error is returned.
 
+mod aliases;
 mod builtin;
 mod cni;
 mod docker;
@@ -16,8 +17,8 @@ pub mod ids;
 mod networks;
 pub mod ports;
 mod reconcile;
-mod status;
 pub mod records;
+mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use weft_drivers::firewall::Firewall;
 use weft_drivers::NetworkDriver;
 use weft_ipam::Store;
 
+pub use aliases::{AliasRecord, CLUSTER_LABEL};
 pub use cni::GcReport;
 pub use endpoints::{AddressRequest, ConnectRequest, EndpointRequest};
 pub use error::{EngineError, ErrorClass};

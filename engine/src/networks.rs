@@ -132,6 +132,7 @@ impl Controller {
             pools: pools.iter().map(|(p, _)| p.id.clone()).collect(),
             labels: req.labels.clone(),
             created: records::now(),
+            docker_ids: Vec::new(),
         };
         driver.create_network(&record.network)?;
         if let Err(e) = save(self.store(), &records::network_key(id), &record) {
@@ -205,7 +206,8 @@ impl Controller {
         }
     }
 
-    /// Finds a network by name, full id or unique id prefix.
+    /// Finds a network by name, full id or unique id prefix. The full id of an alias (see
+    /// `aliases`) finds the network it names.
     pub fn network(&self, name_or_id: &str) -> Result<NetworkRecord, EngineError> {
         if let Some(rec) = self.builtin(name_or_id) {
             return Ok(rec);
@@ -220,6 +222,9 @@ impl Controller {
         }
         if ids::is_id(name_or_id) {
             if let Some(rec) = load(self.store(), &records::network_key(name_or_id))? {
+                return Ok(rec);
+            }
+            if let Some(rec) = self.resolve_alias(name_or_id)? {
                 return Ok(rec);
             }
         }
@@ -250,7 +255,8 @@ impl Controller {
         }
     }
 
-    /// Every network: the stored ones and the built-in `none` and `host`.
+    /// Every network: the stored ones and the built-in `none` and `host`, each with the Docker
+    /// network ids that alias it (`docker_ids`).
     pub fn networks(&self) -> Result<Vec<NetworkRecord>, EngineError> {
         let mut out = self.listed_builtins();
         for (key, bytes) in self.store.list("networks")? {
@@ -262,6 +268,7 @@ impl Controller {
             out.push(rec);
         }
         out.sort_by(|a, b| a.network.name.cmp(&b.network.name));
+        self.add_alias_ids(&mut out)?;
         Ok(out)
     }
 
@@ -279,10 +286,13 @@ impl Controller {
     }
 
     /// Removes a network that has no endpoints. If the kernel teardown fails the record stays,
-    /// so the removal can be retried.
+    /// so the removal can be retried. The id of an alias removes only the alias.
     pub fn delete_network(&self, name_or_id: &str) -> Result<(), EngineError> {
         self.refuse_builtin(name_or_id, "removed")?;
         let _lock = self.store.lock()?;
+        if self.delete_alias(name_or_id)? {
+            return Ok(());
+        }
         let rec = self.network(name_or_id)?;
         let eps = self.endpoints(&rec.network.id)?;
         if !eps.is_empty() {
@@ -319,7 +329,8 @@ impl Controller {
     /// The record, its endpoints, its address allocations, and what the kernel really has.
     pub fn inspect_network(&self, name_or_id: &str) -> Result<serde_json::Value, EngineError> {
         let _lock = self.store.lock()?;
-        let rec = self.network(name_or_id)?;
+        let mut rec = self.network(name_or_id)?;
+        self.add_alias_ids(std::slice::from_mut(&mut rec))?;
         let eps = self.endpoints(&rec.network.id)?;
         let endpoints: Vec<_> = eps.iter().map(|e| e.endpoint.clone()).collect();
         let kernel = self

@@ -5,6 +5,7 @@
 //! - `endpoints/<network id>/<endpoint id>` → `EndpointRecord`
 //! - `ports/<proto>/<port>/<host ip|any>`   → owner of a published host port
 //! - `ports-cursor`                        → where the next ephemeral host port search starts
+//! - `network-aliases/<docker id>`          → `AliasRecord` (see `aliases`)
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,11 @@ pub struct NetworkRecord {
     pub labels: BTreeMap<String, String>,
     /// Seconds since the epoch.
     pub created: u64,
+    /// Docker network ids that are aliases of this network (see `aliases`). Filled in by
+    /// `Controller::networks` and `inspect_network` from the alias records; never read from a
+    /// stored record, so it cannot go stale there.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub docker_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -275,3 +275,187 @@ fn docker_style_steps_are_idempotent() {
         .ends_with(&["revoke_external".to_string(), "leave".to_string()]));
     assert!(c.delete_endpoint("d1", &ep_id).is_err(), "unknown endpoint");
 }
+
+// ---- Cluster networks and the Docker networks that alias them ----
+
+const ALIAS: &str = "a11a5a11a5a11a5a11a5a11a5a11a5a11a5a11a5a11a5a11a5a11a5a11a5a11a";
+
+/// The local network of cluster `c1` as the agent makes it.
+fn cluster_request() -> NetworkRequest {
+    let mut req = net_request("c1", "10.244.1.0/24");
+    req.origin = Origin::Daemon;
+    req.labels
+        .insert(CLUSTER_LABEL.to_string(), "c1".to_string());
+    req
+}
+
+/// What Docker's IPAM data says about a subnet.
+fn given(subnet: &str, gateway: &str) -> weft_drivers::SubnetInfo {
+    weft_drivers::SubnetInfo {
+        subnet: subnet.parse().unwrap(),
+        gateway: Some(gateway.parse().unwrap()),
+        ip_range: None,
+        pool_id: String::new(),
+    }
+}
+
+fn docker_endpoint(address: &str) -> EndpointRequest {
+    EndpointRequest {
+        addresses: AddressRequest::Given(vec![address.parse().unwrap()]),
+        mac: None,
+        ifname: "eth0".into(),
+        options: BTreeMap::new(),
+        owner: "docker".into(),
+    }
+}
+
+#[test]
+fn a_cluster_network_is_found_only_when_joined_and_labelled() {
+    let (c, _, _) = controller();
+    let e = c.cluster_network("c1").unwrap_err();
+    assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
+    assert!(e.to_string().contains("--cluster c1"), "{e}");
+    c.create_network(net_request("c1", "10.9.0.0/24")).unwrap();
+    let e = c.cluster_network("c1").unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Invalid, "{e}");
+    assert!(e.to_string().contains("weft.cluster=c1"), "{e}");
+    c.delete_network("c1").unwrap();
+    let net = c.create_network(cluster_request()).unwrap();
+    assert_eq!(c.cluster_network("c1").unwrap().network.id, net.network.id);
+    assert_eq!(net.cluster(), Some("c1"));
+    let pool = &net.pools[0];
+    assert_eq!(
+        c.cluster_network_of_pool(pool).unwrap().unwrap().network.id,
+        net.network.id
+    );
+    c.create_network(net_request("plain", "10.8.0.0/24"))
+        .unwrap();
+    assert!(c.cluster_network_of_pool("10.8.0.0_24").unwrap().is_none());
+}
+
+#[test]
+fn an_alias_lands_every_endpoint_on_the_cluster_network() {
+    let (c, store, driver) = controller();
+    let net = c.create_network(cluster_request()).unwrap();
+    let cluster_id = net.network.id.clone();
+    let creates_before = driver.calls.lock().unwrap().len();
+    let aliased = c
+        .create_alias(ALIAS, "c1", &[given("10.244.1.0/24", "10.244.1.1/24")])
+        .unwrap();
+    assert_eq!(aliased.network.id, cluster_id);
+    assert_eq!(
+        driver.calls.lock().unwrap()[creates_before..],
+        ["create_network".to_string()],
+        "the cluster network's kernel state is re-applied"
+    );
+    assert_eq!(c.network(ALIAS).unwrap().network.id, cluster_id);
+    // Repeating is harmless.
+    c.create_alias(ALIAS, "c1", &[given("10.244.1.0/24", "10.244.1.1/24")])
+        .unwrap();
+
+    let ep = "e".repeat(64);
+    c.create_endpoint(ALIAS, &ep, &docker_endpoint("10.244.1.7/24"))
+        .unwrap();
+    c.join(ALIAS, &ep, Sandbox::Delegated).unwrap();
+    assert!(store
+        .get(&records::endpoint_key(&cluster_id, &ep))
+        .unwrap()
+        .is_some());
+    assert_eq!(c.endpoints(&cluster_id).unwrap().len(), 1);
+    assert_eq!(
+        c.endpoint("c1", &ep).unwrap().1.endpoint.network_id,
+        cluster_id
+    );
+
+    let listed = c.networks().unwrap();
+    let shown = listed.iter().find(|n| n.network.id == cluster_id).unwrap();
+    assert_eq!(shown.docker_ids, vec![ALIAS.to_string()]);
+    assert_eq!(
+        c.inspect_network("c1").unwrap()["network"]["docker_ids"],
+        serde_json::json!([ALIAS])
+    );
+    assert!(
+        store
+            .get(&records::network_key(&cluster_id))
+            .unwrap()
+            .is_some_and(|b| !String::from_utf8_lossy(&b).contains("docker_ids")),
+        "docker_ids is derived, not stored"
+    );
+
+    // Removing the alias leaves the cluster network and its endpoint alone.
+    c.delete_network(ALIAS).unwrap();
+    assert!(!driver
+        .calls
+        .lock()
+        .unwrap()
+        .contains(&"delete_network".to_string()));
+    assert_eq!(c.network(ALIAS).unwrap_err().class(), ErrorClass::NotFound);
+    assert_eq!(c.endpoints(&cluster_id).unwrap().len(), 1);
+    assert!(c
+        .networks()
+        .unwrap()
+        .iter()
+        .all(|n| n.docker_ids.is_empty()));
+}
+
+#[test]
+fn an_alias_with_another_subnet_or_gateway_is_refused_and_nothing_is_kept() {
+    let (c, store, _) = controller();
+    c.create_network(cluster_request()).unwrap();
+    let before = keys(&store);
+    for (subnets, why) in [
+        (
+            vec![given("172.18.0.0/16", "172.18.0.1/16")],
+            "10.244.1.0/24",
+        ),
+        (
+            vec![given("10.244.1.0/24", "10.244.1.9/24")],
+            "gateway 10.244.1.9",
+        ),
+        (vec![], "no subnet"),
+    ] {
+        let e = c.create_alias(ALIAS, "c1", &subnets).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Invalid, "{e}");
+        let m = e.to_string();
+        assert!(m.contains(why), "{why:?} not in {m}");
+        assert_eq!(keys(&store), before);
+    }
+    let e = c
+        .create_alias(ALIAS, "c2", &[given("10.244.1.0/24", "10.244.1.1/24")])
+        .unwrap_err();
+    assert_eq!(e.class(), ErrorClass::NotFound, "not joined: {e}");
+    let e = c
+        .create_alias("short", "c1", &[given("10.244.1.0/24", "10.244.1.1/24")])
+        .unwrap_err();
+    assert!(e.to_string().contains("64 lowercase hex"), "{e}");
+    // The id of a real network cannot become an alias.
+    let mut req = net_request("d1", "10.3.0.0/24");
+    req.id = Some(ALIAS.to_string());
+    c.create_network(req).unwrap();
+    let e = c
+        .create_alias(ALIAS, "c1", &[given("10.244.1.0/24", "10.244.1.1/24")])
+        .unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Conflict, "{e}");
+}
+
+#[test]
+fn an_alias_follows_a_remade_cluster_network_and_says_when_it_is_gone() {
+    let (c, _, _) = controller();
+    c.create_network(cluster_request()).unwrap();
+    c.create_alias(ALIAS, "c1", &[given("10.244.1.0/24", "10.244.1.1/24")])
+        .unwrap();
+    // The agent re-makes the network (new id, same name) when its MTU changes.
+    c.delete_network("c1").unwrap();
+    let remade = c.create_network(cluster_request()).unwrap();
+    assert_eq!(c.network(ALIAS).unwrap().network.id, remade.network.id);
+    let listed = c.networks().unwrap();
+    let shown = listed.iter().find(|n| n.network.name == "c1").unwrap();
+    assert_eq!(shown.docker_ids, vec![ALIAS.to_string()]);
+    c.delete_network("c1").unwrap();
+    let e = c.network(ALIAS).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::NotFound);
+    assert!(e.to_string().contains("alias of cluster network c1"), "{e}");
+    // Docker can still remove it.
+    c.delete_network(ALIAS).unwrap();
+    assert!(c.aliases().unwrap().is_empty());
+}

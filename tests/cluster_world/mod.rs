@@ -137,6 +137,13 @@ impl Host {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Where the daemon serves Docker's plugin protocol from its next start on, e.g. a private
+    /// dockerd's plugin socket. By default it is in the world's directory, where no dockerd
+    /// looks.
+    pub fn set_plugin_socket(&mut self, path: PathBuf) {
+        self.socket = path;
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -2,6 +2,7 @@
 //! world's host namespace is dockerd's network namespace, in a private mount namespace (see
 //! `scripts/docker-world`), so its bridges, iptables rules and plugin socket stay out of the
 //! machine's own. Everything is stopped by PID when the world drops, also when a test fails.
+//! [`Dockerd`] alone runs a dockerd in a namespace another harness made (a cluster host).
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -31,42 +32,36 @@ pub fn docker_or_skip(test: &str) -> bool {
     true
 }
 
-pub struct DockerWorld {
-    pub world: World,
+/// A private dockerd (see `scripts/docker-world`) inside a network namespace the caller made:
+/// its own mount namespace (a tmpfs on `/run`), data root and CLI socket under `dir`. It finds
+/// plugins at [`Dockerd::plugin_socket`], where the caller starts `weft daemon --socket`.
+/// Stopped by PID (containers first) when dropped, also when a test fails.
+pub struct Dockerd {
     dir: PathBuf,
     holder: u32,
-    weft: Option<Child>,
-    /// `NetworkDriver.Join` etc.: methods the daemon fails on purpose.
-    faults: String,
+    /// The plugin's log, shown when a docker command fails.
+    pub plugin_log: Option<PathBuf>,
 }
 
-impl DockerWorld {
-    /// A world with dockerd (FORWARD policy DROP, as stock) and `weft daemon` serving it.
-    pub fn start() -> DockerWorld {
-        Self::start_with("", "")
-    }
-
-    /// `dockerd_args` are added to dockerd's (e.g. `--live-restore`); `faults` is the
-    /// daemon's `WEFT_DOCKER_FAIL`.
-    pub fn start_with(dockerd_args: &str, faults: &str) -> DockerWorld {
-        let world = World::new();
-        let dir = world.dir().join("docker");
+impl Dockerd {
+    /// Starts dockerd (FORWARD policy DROP, as stock) in the namespace at `netns`, with
+    /// `dockerd_args` added to its own (e.g. `--live-restore`), and imports the image `bb`.
+    pub fn start_in(dir: &Path, netns: &Path, dockerd_args: &str) -> Dockerd {
         let out = Command::new(SCRIPT)
             .arg("start")
-            .arg(&dir)
-            .arg(&world.host.path)
+            .arg(dir)
+            .arg(netns)
             .env("DOCKERD_EXTRA_ARGS", dockerd_args)
             .output()
             .expect("run scripts/docker-world");
         let holder = std::fs::read_to_string(dir.join("holder.pid"))
             .ok()
             .and_then(|p| p.trim().parse().ok());
-        let mut w = DockerWorld {
-            world,
-            dir,
+        // Made before the check, so that a failed start is still stopped.
+        let d = Dockerd {
+            dir: dir.to_path_buf(),
             holder: holder.unwrap_or(0),
-            weft: None,
-            faults: faults.to_string(),
+            plugin_log: None,
         };
         assert!(
             out.status.success(),
@@ -74,70 +69,25 @@ impl DockerWorld {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        w.start_weft();
-        w
+        d
     }
 
-    /// The plugin socket as this process can reach it (through the holder's root).
-    pub fn socket(&self) -> PathBuf {
+    /// Where dockerd's files and logs are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The plugin socket dockerd looks for (`/run/docker/plugins/weft.sock` in its mount
+    /// namespace), as this process can reach it: through the holder's root.
+    pub fn plugin_socket(&self) -> PathBuf {
         PathBuf::from(format!(
             "/proc/{}/root/run/docker/plugins/weft.sock",
             self.holder
         ))
     }
 
-    pub fn host(&self) -> &Ns {
-        &self.world.host
-    }
-
-    /// Starts `weft daemon` inside the world and waits until it answers on its socket.
-    pub fn start_weft(&mut self) {
-        assert!(self.weft.is_none(), "weft daemon already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("weft.log"))
-            .expect("weft log");
-        let child = self
-            .enter(env!("CARGO_BIN_EXE_weft"))
-            .arg("--state-dir")
-            .arg(&self.world.state)
-            // Docker has its own default network; these tests check that weft leaves nothing.
-            .args(["--log-level", "debug", "daemon", "--no-default-network"])
-            .env("WEFT_DOCKER_FAIL", &self.faults)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start weft daemon");
-        self.weft = Some(child);
-        let sock = self.socket();
-        assert!(
-            eventually(Duration::from_secs(20), || plugin_call(
-                &sock,
-                "/Plugin.Activate",
-                b""
-            )
-            .is_ok_and(|(s, _)| s == 200)),
-            "weft daemon did not answer on its socket: {}",
-            self.weft_log()
-        );
-    }
-
-    /// Stops the daemon with `signal` and returns its exit status code.
-    pub fn stop_weft(&mut self, signal: nix::sys::signal::Signal) -> Option<i32> {
-        let mut child = self.weft.take().expect("weft daemon running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, signal);
-        child.wait().expect("wait for weft daemon").code()
-    }
-
-    pub fn weft_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("weft.log")).unwrap_or_default()
-    }
-
     /// Stops dockerd (containers keep running with `--live-restore`) and starts it again.
-    pub fn restart_dockerd(&self) {
+    pub fn restart(&self) {
         let out = Command::new(SCRIPT)
             .arg("restart-dockerd")
             .arg(&self.dir)
@@ -150,7 +100,7 @@ impl DockerWorld {
         );
     }
 
-    /// A command run inside the world's network and mount namespaces.
+    /// A command run inside dockerd's network and mount namespaces.
     pub fn enter(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
         c.arg("-t")
@@ -169,7 +119,7 @@ impl DockerWorld {
             .expect("run docker")
     }
 
-    /// Runs docker; returns trimmed stdout; panics with stderr and weft's log on failure.
+    /// Runs docker; returns trimmed stdout; panics with stderr and the plugin's log on failure.
     pub fn docker_ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
         assert!(
@@ -177,7 +127,10 @@ impl DockerWorld {
             "docker {} failed: {}\n--- weft log ---\n{}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr),
-            tail(&self.weft_log(), 40)
+            self.plugin_log
+                .as_ref()
+                .map(|p| tail(&std::fs::read_to_string(p).unwrap_or_default(), 40))
+                .unwrap_or_default()
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
@@ -233,6 +186,162 @@ impl DockerWorld {
     /// Docker's full id of a network.
     pub fn network_id(&self, name: &str) -> String {
         self.docker_ok(&["network", "inspect", "-f", "{{.ID}}", name])
+    }
+
+    /// A running container's network namespace, as a path this process can open.
+    pub fn netns_of(&self, container: &str) -> PathBuf {
+        let pid = self.docker_ok(&["inspect", "-f", "{{.State.Pid}}", container]);
+        PathBuf::from(format!("/proc/{pid}/ns/net"))
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let out = Command::new(SCRIPT).arg("stop").arg(&self.dir).output();
+        if let Ok(out) = out {
+            if !out.status.success() {
+                eprintln!(
+                    "cleanup: docker-world stop: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+pub struct DockerWorld {
+    weft: Option<Child>,
+    /// Declared before `world`: dockerd stops before the namespaces go.
+    pub dockerd: Dockerd,
+    pub world: World,
+    /// `NetworkDriver.Join` etc.: methods the daemon fails on purpose.
+    faults: String,
+}
+
+impl DockerWorld {
+    /// A world with dockerd (FORWARD policy DROP, as stock) and `weft daemon` serving it.
+    pub fn start() -> DockerWorld {
+        Self::start_with("", "")
+    }
+
+    /// `dockerd_args` are added to dockerd's (e.g. `--live-restore`); `faults` is the
+    /// daemon's `WEFT_DOCKER_FAIL`.
+    pub fn start_with(dockerd_args: &str, faults: &str) -> DockerWorld {
+        let world = World::new();
+        let dir = world.dir().join("docker");
+        let mut dockerd = Dockerd::start_in(&dir, &world.host.path, dockerd_args);
+        dockerd.plugin_log = Some(dir.join("weft.log"));
+        let mut w = DockerWorld {
+            weft: None,
+            dockerd,
+            world,
+            faults: faults.to_string(),
+        };
+        w.start_weft();
+        w
+    }
+
+    /// The plugin socket as this process can reach it (through the holder's root).
+    pub fn socket(&self) -> PathBuf {
+        self.dockerd.plugin_socket()
+    }
+
+    pub fn host(&self) -> &Ns {
+        &self.world.host
+    }
+
+    /// Starts `weft daemon` inside the world and waits until it answers on its socket.
+    pub fn start_weft(&mut self) {
+        assert!(self.weft.is_none(), "weft daemon already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dockerd.dir().join("weft.log"))
+            .expect("weft log");
+        let child = self
+            .enter(env!("CARGO_BIN_EXE_weft"))
+            .arg("--state-dir")
+            .arg(&self.world.state)
+            // Docker has its own default network; these tests check that weft leaves nothing.
+            .args(["--log-level", "debug", "daemon", "--no-default-network"])
+            .env("WEFT_DOCKER_FAIL", &self.faults)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start weft daemon");
+        self.weft = Some(child);
+        let sock = self.socket();
+        assert!(
+            eventually(Duration::from_secs(20), || plugin_call(
+                &sock,
+                "/Plugin.Activate",
+                b""
+            )
+            .is_ok_and(|(s, _)| s == 200)),
+            "weft daemon did not answer on its socket: {}",
+            self.weft_log()
+        );
+    }
+
+    /// Stops the daemon with `signal` and returns its exit status code.
+    pub fn stop_weft(&mut self, signal: nix::sys::signal::Signal) -> Option<i32> {
+        let mut child = self.weft.take().expect("weft daemon running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        child.wait().expect("wait for weft daemon").code()
+    }
+
+    pub fn weft_log(&self) -> String {
+        std::fs::read_to_string(self.dockerd.dir().join("weft.log")).unwrap_or_default()
+    }
+
+    /// Stops dockerd (containers keep running with `--live-restore`) and starts it again.
+    pub fn restart_dockerd(&self) {
+        self.dockerd.restart()
+    }
+
+    /// A command run inside the world's network and mount namespaces.
+    pub fn enter(&self, program: &str) -> Command {
+        self.dockerd.enter(program)
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.dockerd.docker(args)
+    }
+
+    /// Runs docker; returns trimmed stdout; panics with stderr and weft's log on failure.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        self.dockerd.docker_ok(args)
+    }
+
+    /// Runs docker expecting failure; returns stderr.
+    pub fn docker_err(&self, args: &[&str]) -> String {
+        self.dockerd.docker_err(args)
+    }
+
+    /// `docker run -d --name NAME ARGS... bb sleep 600` (killed at once on stop).
+    pub fn run_sleeper(&self, name: &str, args: &[&str]) -> String {
+        self.dockerd.run_sleeper(name, args)
+    }
+
+    /// `docker exec NAME sh -c SCRIPT`: (success, stdout + stderr).
+    pub fn exec(&self, name: &str, script: &str) -> (bool, String) {
+        self.dockerd.exec(name, script)
+    }
+
+    pub fn ping_from(&self, name: &str, to: &str) -> bool {
+        self.dockerd.ping_from(name, to)
+    }
+
+    /// A container's address on a network (`docker inspect`).
+    pub fn address(&self, container: &str, network: &str, v6: bool) -> String {
+        self.dockerd.address(container, network, v6)
+    }
+
+    /// Docker's full id of a network.
+    pub fn network_id(&self, name: &str) -> String {
+        self.dockerd.network_id(name)
     }
 
     /// `weft ARGS` against the daemon's state, inside the world.
@@ -296,18 +405,10 @@ fn tail(s: &str, n: usize) -> String {
 
 impl Drop for DockerWorld {
     fn drop(&mut self) {
+        // The daemon first; dockerd (field `dockerd`) stops when the fields drop.
         if let Some(mut child) = self.weft.take() {
             let _ = child.kill();
             let _ = child.wait();
-        }
-        let out = Command::new(SCRIPT).arg("stop").arg(&self.dir).output();
-        if let Ok(out) = out {
-            if !out.status.success() {
-                eprintln!(
-                    "cleanup: docker-world stop: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
         }
     }
 }

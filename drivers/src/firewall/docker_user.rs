@@ -6,7 +6,9 @@
 //!
 //! - everything entering from the network's bridge (container to container, to the outside);
 //! - what goes into the bridge as replies or to a published port (conntrack state
-//!   `RELATED,ESTABLISHED,DNAT`), as Docker's own bridges allow.
+//!   `RELATED,ESTABLISHED,DNAT`), as Docker's own bridges allow;
+//! - for a cluster network's bridge, everything into it from the cluster's prefixes: containers
+//!   on other hosts open connections to this host's containers (one rule per prefix).
 //!
 //! Nothing is added when no `DOCKER-USER` chain exists, and nothing is ever flushed. weft's own
 //! nft table still decides isolation and internal networks: a packet passes only if both agree.
@@ -14,6 +16,7 @@
 
 use std::process::Command;
 
+use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use crate::error::DriverError;
@@ -82,6 +85,8 @@ pub struct NetworkPorts<'a> {
     pub key: &'a str,
     /// Whether the network has IPv6 subnets (IPv6 rules are only added then).
     pub ipv6: bool,
+    /// Cluster-wide prefixes (multi-host) whose traffic into the bridge is accepted.
+    pub cluster: &'a [IpNet],
 }
 
 /// The comment that marks a network's rules as weft's.
@@ -121,6 +126,38 @@ pub fn rules(interface: &str, key: &str) -> [Vec<String>; 2] {
     ]
 }
 
+/// The rule accepting traffic from `prefix` (a cluster's) into the bridge, as arguments after
+/// `-C/-I/-D DOCKER-USER`.
+pub fn cluster_rule(interface: &str, key: &str, prefix: &IpNet) -> Vec<String> {
+    [
+        "-s",
+        &prefix.to_string(),
+        "-o",
+        interface,
+        "-m",
+        "comment",
+        "--comment",
+        &comment(key),
+        "-j",
+        "ACCEPT",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect()
+}
+
+/// Every rule of the network in one family's chain.
+fn family_rules(interface: &str, key: &str, cluster: &[IpNet], family: Family) -> Vec<Vec<String>> {
+    let mut all: Vec<Vec<String>> = rules(interface, key).into();
+    all.extend(
+        cluster
+            .iter()
+            .filter(|p| p.addr().is_ipv6() == (family == Family::V6))
+            .map(|p| cluster_rule(interface, key, p)),
+    );
+    all
+}
+
 fn with_op(op: &str, rule: &[String]) -> Vec<String> {
     let mut args = vec!["-t".to_string(), "filter".into(), op.into(), CHAIN.into()];
     args.extend(rule.iter().cloned());
@@ -156,7 +193,7 @@ pub fn allow(ipt: &dyn Iptables, net: &NetworkPorts) -> Result<(), DriverError> 
             }
             continue;
         }
-        for rule in rules(net.interface, net.key) {
+        for rule in family_rules(net.interface, net.key, net.cluster, family) {
             if succeeds(ipt, family, &with_op("-C", &rule))? {
                 continue;
             }
@@ -182,9 +219,14 @@ pub fn allow(ipt: &dyn Iptables, net: &NetworkPorts) -> Result<(), DriverError> 
 
 /// Removes the network's accept rules (every copy) from both families; absent rules and
 /// absent chains are not an error.
-pub fn revoke(ipt: &dyn Iptables, interface: &str, key: &str) -> Result<(), DriverError> {
+pub fn revoke(
+    ipt: &dyn Iptables,
+    interface: &str,
+    key: &str,
+    cluster: &[IpNet],
+) -> Result<(), DriverError> {
     for family in [Family::V4, Family::V6] {
-        for rule in rules(interface, key) {
+        for rule in family_rules(interface, key, cluster, family) {
             // Bounded: each round removes one copy, and a failed delete ends it.
             for _ in 0..16 {
                 match succeeds(ipt, family, &with_op("-C", &rule)) {
@@ -282,6 +324,7 @@ mod tests {
             interface: "br-0123456789ab",
             key: "0123456789ab",
             ipv6,
+            cluster: &[],
         }
     }
 
@@ -316,8 +359,32 @@ mod tests {
             ipt.rules(Family::V6).is_empty(),
             "no IPv6 rules for an IPv4 network"
         );
-        revoke(&ipt, "br-0123456789ab", "0123456789ab").unwrap();
+        revoke(&ipt, "br-0123456789ab", "0123456789ab", &[]).unwrap();
         assert_eq!(ipt.rules(Family::V4), vec![vec!["-j", "RETURN"]]);
+    }
+
+    #[test]
+    fn a_cluster_networks_bridge_accepts_what_comes_from_the_cluster() {
+        let ipt = FakeIptables::new(true, true);
+        let cluster: Vec<IpNet> = vec![
+            "10.244.0.0/16".parse().unwrap(),
+            "fd00:244::/48".parse().unwrap(),
+        ];
+        let n = NetworkPorts {
+            cluster: &cluster,
+            ..net(false)
+        };
+        allow(&ipt, &n).unwrap();
+        allow(&ipt, &n).unwrap();
+        let v4 = ipt.rules(Family::V4);
+        assert_eq!(v4.len(), 3, "{v4:?}");
+        assert_eq!(
+            v4[0].join(" "),
+            "-s 10.244.0.0/16 -o br-0123456789ab -m comment --comment weft:0123456789ab -j ACCEPT"
+        );
+        assert!(ipt.rules(Family::V6).is_empty(), "an IPv4 network");
+        revoke(&ipt, "br-0123456789ab", "0123456789ab", &cluster).unwrap();
+        assert!(ipt.rules(Family::V4).is_empty());
     }
 
     #[test]
@@ -325,7 +392,7 @@ mod tests {
         let ipt = FakeIptables::new(true, true);
         allow(&ipt, &net(true)).unwrap();
         assert_eq!(ipt.rules(Family::V6).len(), 2);
-        revoke(&ipt, "br-0123456789ab", "0123456789ab").unwrap();
+        revoke(&ipt, "br-0123456789ab", "0123456789ab", &[]).unwrap();
         assert!(ipt.rules(Family::V6).is_empty());
     }
 
@@ -339,6 +406,6 @@ mod tests {
             calls.iter().all(|c| !c.contains(" -I ")),
             "no insert without the chain: {calls:?}"
         );
-        revoke(&ipt, "br-0123456789ab", "0123456789ab").unwrap();
+        revoke(&ipt, "br-0123456789ab", "0123456789ab", &[]).unwrap();
     }
 }

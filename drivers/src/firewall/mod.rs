@@ -88,6 +88,7 @@ impl<R: NftRunner> Firewall<R> {
                     interface,
                     key: &net.key,
                     ipv6: net.subnets.iter().any(|s| matches!(s, IpNet::V6(_))),
+                    cluster: &net.cluster,
                 },
             ),
             _ => Ok(()),
@@ -97,7 +98,9 @@ impl<R: NftRunner> Firewall<R> {
     /// Removes what `allow_through_docker` added; absent rules are not an error.
     pub fn revoke_from_docker(&self, net: &NetworkRules) -> Result<(), DriverError> {
         match (&self.docker_user, &net.interface) {
-            (Some(ipt), Some(interface)) => docker_user::revoke(ipt.as_ref(), interface, &net.key),
+            (Some(ipt), Some(interface)) => {
+                docker_user::revoke(ipt.as_ref(), interface, &net.key, &net.cluster)
+            }
             _ => Ok(()),
         }
     }

@@ -56,11 +56,11 @@ fn record(ctx: &Ctx, c: &Controller) -> Result<(NetworkRecord, EndpointRecord), 
         CniError::UnknownContainer(format!(
             "weft has no attachment of {} on network {:?} (in {})",
             ctx.attachment_text(),
-            ctx.conf.name,
+            ctx.conf.network(),
             ctx.state_dir_text()
         ))
     };
-    let net = match c.network(&ctx.conf.name) {
+    let net = match c.network(ctx.conf.network()) {
         Ok(n) => n,
         Err(EngineError::NotFound { .. }) => return Err(unknown()),
         Err(e) => return Err(e.into()),

@@ -35,6 +35,19 @@
 //!   state directory before answering "try again later" (code 11).
 //! - `ipam.ranges[..][0].ipRange` (CIDR): narrows allocation like Docker's `--ip-range`;
 //!   `rangeStart`/`rangeEnd` are accepted when they describe such a CIDR.
+//! - `cluster` (string): attach to this host's part of a multi-host cluster network, the local
+//!   network that `weft daemon --cluster NAME` keeps on the subnet the host leases (addresses
+//!   from that subnet, the cluster's MTU, no masquerade toward the cluster). CNI never creates
+//!   it: until the host has joined, ADD answers "try again later" (code 11). `name` may then
+//!   differ from the cluster's. Leave out `ipam` ranges, `mtu` and `bridge`: given, they must be
+//!   the cluster network's, like any config that names an existing network; `ipam.type` must be
+//!   weft's. A config *named* after a cluster network attaches to it the same way once it
+//!   exists; `cluster` also keeps an ADD that runs before the host has joined from creating an
+//!   unrelated local network of that name.
+//!
+//!   ```json
+//!   {"cniVersion": "1.1.0", "name": "pods", "type": "weft", "cluster": "c1"}
+//!   ```
 //!
 //! Without any range, weft's IPAM picks a free default pool (Docker's 172.17-31.0.0/16 …). Each
 //! range set holds exactly one range (weft gives one address per subnet); an IPv6 range turns
@@ -70,8 +83,10 @@ const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct NetConf {
     /// `cniVersion`: results and errors answer in it.
     pub version: Version,
-    /// `name`: the weft network's name.
+    /// `name`: the weft network's name (unless `cluster` names another).
     pub name: String,
+    /// `cluster`: the cluster network whose local network the config attaches to.
+    pub cluster: Option<String>,
     /// The plugin `type`: `weft`, or another plugin when weft serves as its IPAM.
     pub plugin_type: String,
     /// The bridge keys (defaults unless `type` is `weft`).
@@ -220,6 +235,7 @@ impl NetConf {
         let mut conf = NetConf {
             version,
             name,
+            cluster: None,
             plugin_type,
             bridge: BridgeConf::default(),
             ipam,
@@ -244,8 +260,15 @@ impl NetConf {
         };
         if conf.plugin_type == WEFT_TYPE {
             conf.bridge = parse_bridge(&o)?;
+            conf.cluster = parse_cluster(&o, &conf.ipam)?;
         }
         Ok(conf)
+    }
+
+    /// The weft network the config attaches to: the cluster's local network when `cluster` is
+    /// given (it is named after the cluster), else the network called `name`.
+    pub fn network(&self) -> &str {
+        self.cluster.as_deref().unwrap_or(&self.name)
     }
 
     /// The state directory the config names (top level first, then `ipam`).
@@ -359,6 +382,21 @@ fn parse_bridge(o: &Obj) -> Result<BridgeConf, CniError> {
         icc: o.get("icc")?.unwrap_or(d.icc),
         internal: o.get("internal")?.unwrap_or(d.internal),
     })
+}
+
+/// `cluster`: a network name, and addresses from weft's pool of the cluster network.
+fn parse_cluster(o: &Obj, ipam: &IpamConf) -> Result<Option<String>, CniError> {
+    let Some(cluster) = o.get::<String>("cluster")? else {
+        return Ok(None);
+    };
+    weft_engine::ids::check_name(&cluster)
+        .map_err(|e| CniError::InvalidConfig(format!("cluster: {e}")))?;
+    if let IpamKind::Plugin(plugin) = &ipam.kind {
+        return Err(CniError::InvalidConfig(format!(
+            "cluster {cluster}: its addresses come from weft's pool of this host's subnet, not from the {plugin} plugin; drop ipam.type"
+        )));
+    }
+    Ok(Some(cluster))
 }
 
 fn dns(o: &Obj) -> Result<Option<Value>, CniError> {
@@ -727,6 +765,32 @@ mod tests {
         assert_eq!(c.ipam.kind, IpamKind::Weft);
         assert!(c.ipam.ranges.is_empty());
         assert_eq!(c.lock_timeout, DEFAULT_LOCK_TIMEOUT);
+    }
+
+    #[test]
+    fn cluster_names_the_network_to_attach_to() {
+        let c = conf(with(json!({"name": "pods", "cluster": "c1"}))).unwrap();
+        assert_eq!(c.cluster.as_deref(), Some("c1"));
+        assert_eq!(c.network(), "c1");
+        assert_eq!(conf(base()).unwrap().network(), "n1");
+        let e = conf(with(json!({"cluster": "a b"}))).unwrap_err();
+        assert_eq!(e.code(), INVALID_CONFIG);
+        assert!(e.to_string().contains("cluster"), "{e}");
+        let e = conf(with(json!({"cluster": 5}))).unwrap_err();
+        assert_eq!(e.code(), DECODING_FAILURE);
+        let e = conf(with(
+            json!({"cluster": "c1", "ipam": {"type": "host-local"}}),
+        ))
+        .unwrap_err();
+        assert_eq!(e.code(), INVALID_CONFIG);
+        assert!(e.to_string().contains("drop ipam.type"), "{e}");
+        // Under another plugin the key is that plugin's business.
+        let c = conf(
+            json!({"cniVersion": "1.0.0", "name": "n1", "type": "bridge",
+            "cluster": 5, "ipam": {"type": "weft", "subnet": "10.1.0.0/24"}}),
+        )
+        .unwrap();
+        assert_eq!(c.cluster, None);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - ADD creates the network in weft's store on first use (origin `cni`, id derived from the
 //!   name; a later config that contradicts it is refused, see `network`), then connects the
 //!   container: veth, addresses, routes, published ports (`runtimeConfig.portMappings`), all or
-//!   nothing.
+//!   nothing. A config with `cluster` (see `config`) attaches to this host's part of a cluster
+//!   network instead, which only `weft daemon --cluster` creates.
 //! - DEL is idempotent: an unknown network or attachment, or a namespace that is gone, is fine.
 //! - CHECK compares the kernel (links, addresses, routes, published ports) and the store's
 //!   reservations with the record and with prevResult.
@@ -26,6 +27,8 @@
 mod args;
 mod attachment;
 mod check;
+#[cfg(test)]
+mod cluster_tests;
 mod config;
 mod delegate;
 mod env;

@@ -6,7 +6,8 @@
 //! rather than reconciled: changing a network under running containers would renumber or cut
 //! them off. The message says what differs and how to get out (remove the network once its
 //! containers are gone, or give the config another name). Fields left out of the config (no
-//! subnet, no gateway, no bridge name, no MTU) match whatever the network has.
+//! subnet, no gateway, no bridge name, no MTU) match whatever the network has; a cluster
+//! network's subnets (one or two families, this host's lease) match a config without ranges.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -214,6 +215,10 @@ impl NetworkSpec {
             return;
         }
         let recorded = || list(net.subnets.iter().map(|s| s.subnet));
+        if ranges.is_empty() && existing.cluster().is_some() {
+            // A cluster network's subnets are this host's lease, whatever they are.
+            return;
+        }
         if ranges.is_empty() {
             // A default pool: any one IPv4 subnet will do.
             if net.v4_subnets().count() != 1 || net.v6_subnets().next().is_some() {
@@ -339,6 +344,7 @@ mod tests {
             origin: Origin::Cni,
             labels: BTreeMap::new(),
             created: 0,
+            docker_ids: Vec::new(),
         }
     }
 
@@ -380,6 +386,24 @@ mod tests {
             m.contains("ipMasq") && m.contains("weft network rm n1"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_cluster_networks_subnets_match_a_config_without_ranges() {
+        let dual = spec(vec![range("10.244.1.0/24"), range("fd00:244::/64")]);
+        let mut rec = recorded(&dual);
+        let bare = spec(vec![]);
+        assert!(
+            bare.check_matches(&rec, "/s").is_err(),
+            "an ordinary network with two subnets is not one default pool"
+        );
+        rec.labels
+            .insert(weft_engine::CLUSTER_LABEL.into(), "c1".into());
+        bare.check_matches(&rec, "/s").unwrap();
+        let e = spec(vec![range("10.9.0.0/24")])
+            .check_matches(&rec, "/s")
+            .unwrap_err();
+        assert!(e.to_string().contains("10.244.1.0/24"), "{e}");
     }
 
     #[test]

@@ -220,23 +220,35 @@ fn spec(ctx: &Ctx, delegated: Option<&CniResult>) -> NetworkSpec {
         ),
     };
     NetworkSpec {
-        name: ctx.conf.name.clone(),
+        name: ctx.conf.network().to_string(),
         bridge: ctx.conf.bridge.clone(),
         subnets,
     }
 }
 
 /// The recorded network if the config describes it, or a new one (then `true`). The caller
-/// holds the store lock, so concurrent first ADDs cannot both create it.
+/// holds the store lock, so concurrent first ADDs cannot both create it. A cluster's network is
+/// the agent's to make: its absence is worth waiting for, not filling in.
 fn ensure_network(
     ctx: &Ctx,
     c: &Controller,
     spec: &NetworkSpec,
 ) -> Result<(NetworkRecord, bool), CniError> {
+    if let Some(cluster) = &ctx.conf.cluster {
+        let existing = c.cluster_network(cluster).map_err(not_joined)?;
+        spec.check_matches(&existing, &ctx.state_dir_text())?;
+        return Ok((existing, false));
+    }
     match c.network(&spec.name) {
         Ok(existing) => {
             spec.check_matches(&existing, &ctx.state_dir_text())?;
             Ok((existing, false))
+        }
+        Err(EngineError::NotFound { .. }) if joined_before(c, &spec.name)? => {
+            Err(CniError::TryAgainLater(format!(
+                "network {name:?} is missing, but this host is part of cluster {name}: its network is made by `weft daemon --cluster {name}`, not by CNI; try again once the daemon has joined",
+                name = spec.name
+            )))
         }
         Err(EngineError::NotFound { .. }) => c
             .create_network(spec.request())
@@ -244,6 +256,25 @@ fn ensure_network(
             .map_err(|e| CniError::from(e).context(&format!("creating network {:?}", spec.name))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A cluster network that is not there (yet) is worth waiting for: the daemon joining the
+/// cluster makes it.
+fn not_joined(e: EngineError) -> CniError {
+    match e {
+        EngineError::NotFound { .. } => CniError::TryAgainLater(format!(
+            "{e}; CNI does not create a cluster's network, try again once the host has joined"
+        )),
+        other => other.into(),
+    }
+}
+
+/// Whether this host has been part of cluster `name` (so a network of that name is the
+/// agent's to make).
+fn joined_before(c: &Controller, name: &str) -> Result<bool, CniError> {
+    weft_ipam::cluster::local::load_record(c.store(), name)
+        .map(|r| r.is_some())
+        .map_err(|e| CniError::Io(format!("reading this host's record of cluster {name}: {e}")))
 }
 
 /// The recorded network of the config, if any.
@@ -276,7 +307,7 @@ fn del(ctx: &Ctx) -> Result<(), CniError> {
 fn del_endpoint(ctx: &Ctx) -> Result<(), CniError> {
     let c = ctx.controller()?;
     let _lock = c.store().lock()?;
-    let Some(net) = recorded_network(&c, &ctx.conf.name)? else {
+    let Some(net) = recorded_network(&c, ctx.conf.network())? else {
         return Ok(());
     };
     let id = endpoint_id(&net.network.id, &ctx.env.container_id, &ctx.env.ifname);
@@ -318,7 +349,7 @@ fn gc(ctx: &Ctx) -> Result<(), CniError> {
 fn gc_network(ctx: &Ctx, valid: &[super::config::Attachment]) -> Result<(), CniError> {
     let c = ctx.controller()?;
     let _lock = c.store().lock()?;
-    let Some(net) = recorded_network(&c, &ctx.conf.name)? else {
+    let Some(net) = recorded_network(&c, ctx.conf.network())? else {
         return Ok(());
     };
     let keep = |ep: &EndpointRecord| match parse_owner(&ep.owner) {

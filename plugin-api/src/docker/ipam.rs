@@ -11,7 +11,7 @@ use weft_ipam::{Ipam, IpamError, Pool, PoolRequest, GATEWAY_OWNER};
 
 use super::api::{DockerApi, Method};
 use super::error::DockerError;
-use super::options::{self, GATEWAY_ADDRESS_TYPE, REQUEST_ADDRESS_TYPE};
+use super::options::{self, CLUSTER, GATEWAY_ADDRESS_TYPE, REQUEST_ADDRESS_TYPE};
 use super::wire::{
     ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest,
 };
@@ -23,13 +23,25 @@ pub const GLOBAL_SPACE: &str = "global";
 /// Owner of everything Docker allocates, made unique per request so that two requests for the
 /// same subnet or address conflict instead of silently sharing it.
 fn docker_owner() -> String {
-    format!("docker:{}", &ids::random_id()[..12])
+    format!("{DOCKER_OWNER_PREFIX}{}", &ids::random_id()[..12])
+}
+
+const DOCKER_OWNER_PREFIX: &str = "docker:";
+
+/// Whether a pool or address owner is one `docker_owner` made.
+pub(super) fn is_docker_owner(owner: &str) -> bool {
+    owner.starts_with(DOCKER_OWNER_PREFIX)
 }
 
 impl DockerApi {
     pub(super) fn request_pool(&self, req: RequestPoolRequest) -> Result<Value, DockerError> {
         let method = Method::RequestPool.name();
         let bad = |e: String| DockerError::bad(method, e);
+        let opts =
+            options::string_map(req.options.clone().map(Value::Object).as_ref()).map_err(bad)?;
+        if let Some(cluster) = opts.get(CLUSTER) {
+            return self.cluster_pool(cluster, &req);
+        }
         let subnet = match req.pool.as_str() {
             "" => None,
             p => Some(options::cidr("Pool", p).map_err(bad)?),
@@ -73,6 +85,10 @@ impl DockerApi {
     }
 
     pub(super) fn release_pool(&self, req: ReleasePoolRequest) -> Result<Value, DockerError> {
+        if self.cluster_of_pool(&req.pool_id)?.is_some() {
+            // The cluster network's pool outlives every Docker network that uses it.
+            return Ok(json!({}));
+        }
         Ipam::new(self.controller.store()).release_pool(&req.pool_id)?;
         Ok(json!({}))
     }
@@ -88,6 +104,11 @@ impl DockerApi {
         let store = self.controller.store();
         let ipam = Ipam::new(store);
         let _lock = store.lock().map_err(IpamError::from)?;
+        if gateway {
+            if let Some(gw) = self.cluster_gateway(&req.pool_id, want)? {
+                return Ok(json!({ "Address": gw, "Data": {} }));
+            }
+        }
         let address = if gateway {
             // Docker's own IPAM puts the gateway on the subnet's first address, also when
             // --ip-range narrows where containers get theirs.
@@ -109,6 +130,10 @@ impl DockerApi {
         let address = options::address("Address", &req.address)
             .map_err(|e| DockerError::bad(method, e))?
             .ok_or_else(|| DockerError::bad(method, "Address is empty"))?;
+        if self.is_cluster_gateway(&req.pool_id, address)? {
+            // The cluster network's gateway, which Docker only borrowed.
+            return Ok(json!({}));
+        }
         Ipam::new(self.controller.store()).release_address(&req.pool_id, address)?;
         Ok(json!({}))
     }

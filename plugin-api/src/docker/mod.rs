@@ -9,8 +9,11 @@
 //! - [`options`]: Docker's option maps and port bindings in weft's terms.
 //! - [`DockerApi`]: path and body in, status and JSON out (network and IPAM handlers).
 //! - [`serve`]: the HTTP server on the socket with graceful shutdown.
+//! - `cluster`: Docker networks that are this host's part of a cluster network
+//!   (`-o weft.cluster=NAME`).
 
 mod api;
+mod cluster;
 mod error;
 mod ipam;
 mod network;

@@ -14,7 +14,7 @@ use weft_engine::{
 
 use super::api::{DockerApi, Method};
 use super::error::DockerError;
-use super::options::{self, ENABLE_IPV6, GENERIC, INTERNAL, PORTMAP};
+use super::options::{self, CLUSTER, ENABLE_IPV6, GENERIC, INTERNAL, PORTMAP};
 use super::wire::{
     CreateEndpointRequest, CreateNetworkRequest, EndpointRequest, InterfaceName, IpamData,
     JoinRequest, JoinResponse, NetworkRequest as WireNetworkRequest,
@@ -39,7 +39,7 @@ fn short(id: &str) -> &str {
 impl DockerApi {
     pub(super) fn create_network(&self, req: CreateNetworkRequest) -> Result<Value, DockerError> {
         let method = Method::CreateNetwork.name();
-        let opts = req.options.unwrap_or_default();
+        let opts = req.options.clone().unwrap_or_default();
         let generic = options::string_map(opts.get(GENERIC))
             .map_err(|e| DockerError::bad(method, format!("option {GENERIC}: {e}")))?;
         let enable_ipv6 =
@@ -56,6 +56,9 @@ impl DockerApi {
         }
         if subnets.is_empty() {
             return Err(DockerError::bad(method, "IPv4Data holds no subnet"));
+        }
+        if let Some(cluster) = generic.get(CLUSTER) {
+            return self.create_cluster_alias(&req, cluster, &generic, internal, &subnets);
         }
         let record = self.controller.create_network(NetworkRequest {
             name: network_name(&req.network_id),
@@ -81,6 +84,7 @@ impl DockerApi {
         Ok(json!({}))
     }
 
+    /// Removes the network, or only the alias when it is one of a cluster network.
     pub(super) fn delete_network(&self, req: WireNetworkRequest) -> Result<Value, DockerError> {
         self.controller.delete_network(&req.network_id)?;
         self.controller.unpin_endpoints(&req.network_id)?;

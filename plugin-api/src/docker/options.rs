@@ -22,6 +22,9 @@ pub const PORTMAP: &str = "com.docker.network.portmap";
 pub const REQUEST_ADDRESS_TYPE: &str = "RequestAddressType";
 /// `REQUEST_ADDRESS_TYPE` of the network's gateway.
 pub const GATEWAY_ADDRESS_TYPE: &str = "com.docker.network.gateway";
+/// `-o weft.cluster=NAME` (network) and `--ipam-opt weft.cluster=NAME` (pool): the network is
+/// this host's part of cluster network NAME (see `cluster`).
+pub const CLUSTER: &str = "weft.cluster";
 
 /// A string option map (`-o` values are strings; anything else is written as JSON text).
 pub fn string_map(value: Option<&Value>) -> Result<BTreeMap<String, String>, String> {

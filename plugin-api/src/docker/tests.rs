@@ -906,3 +906,319 @@ fn the_store_is_shared_with_the_cli_view() {
     assert_eq!(names, vec![network_name(NET)]);
     assert!(h.store.get(&format!("networks/{NET}")).unwrap().is_some());
 }
+
+// ---- Docker networks that are this host's part of a cluster network ----
+
+/// The local network of cluster `c1` (10.244.0.0/16) as `weft daemon --cluster c1` makes it,
+/// with the record it writes for local consumers; returns the network's id.
+fn join_cluster(h: &Harness) -> String {
+    weft_ipam::cluster::local::save_record(
+        h.store.as_ref(),
+        &weft_ipam::cluster::local::LocalRecord {
+            cluster: "c1".into(),
+            subnet: "10.244.1.0/24".parse().unwrap(),
+            subnet_v6: None,
+            mtu: 1450,
+            network: "10.244.0.0/16".parse().unwrap(),
+            network_v6: None,
+            backend: "vxlan".into(),
+            public_ip: "192.168.100.1".parse().unwrap(),
+            lease_held: true,
+            problems: Vec::new(),
+        },
+    )
+    .unwrap();
+    let rec = h
+        .controller()
+        .create_network(weft_engine::NetworkRequest {
+            name: "c1".into(),
+            id: None,
+            driver: "bridge".into(),
+            internal: false,
+            enable_ipv6: false,
+            ipam: weft_engine::IpamRequest::Weft {
+                v4: vec![weft_ipam::PoolRequest {
+                    subnet: Some("10.244.1.0/24".parse().unwrap()),
+                    owner: "cluster c1".into(),
+                    ..Default::default()
+                }],
+                v6: vec![],
+            },
+            options: [("com.docker.network.driver.mtu", "1450")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            labels: [(weft_engine::CLUSTER_LABEL.to_string(), "c1".to_string())]
+                .into_iter()
+                .collect(),
+            origin: Origin::Daemon,
+        })
+        .unwrap();
+    rec.network.id
+}
+
+/// `--ipam-opt weft.cluster=CLUSTER --subnet 10.244.0.0/16`.
+fn cluster_pool_request(cluster: &str) -> Value {
+    json!({"AddressSpace": "local", "Pool": "10.244.0.0/16", "SubPool": "",
+        "Options": {"weft.cluster": cluster}, "V6": false})
+}
+
+fn cluster_create(space: &str, pool: &str, gateway: &str, generic: Value) -> Value {
+    json!({
+        "NetworkID": NET,
+        "Options": {"com.docker.network.enable_ipv6": false, "com.docker.network.generic": generic},
+        "IPv4Data": [{"AddressSpace": space, "Pool": pool, "Gateway": gateway}],
+        "IPv6Data": []
+    })
+}
+
+fn gateway_request(address: &str) -> Value {
+    json!({"PoolID": "10.244.1.0_24", "Address": address,
+        "Options": {"RequestAddressType": "com.docker.network.gateway"}})
+}
+
+/// What the weft IPAM holds, without allocation cursors.
+fn ipam_keys(h: &Harness) -> Vec<String> {
+    h.keys()
+        .into_iter()
+        .filter(|k| k.starts_with("ipam/") && !k.starts_with("ipam/cursor/"))
+        .collect()
+}
+
+#[test]
+fn the_cluster_pool_and_gateway_are_lent_to_docker_never_released() {
+    let h = Harness::new();
+    join_cluster(&h);
+    let before = ipam_keys(&h);
+    let pool = h.ok("IpamDriver.RequestPool", &cluster_pool_request("c1"));
+    assert_eq!(pool["PoolID"], "10.244.1.0_24");
+    assert_eq!(pool["Pool"], "10.244.1.0/24");
+    let mut own = cluster_pool_request("c1");
+    own["Pool"] = json!("10.244.1.0/24");
+    assert_eq!(
+        h.ok("IpamDriver.RequestPool", &own),
+        pool,
+        "this host's subnet will do too"
+    );
+    let gw = h.ok("IpamDriver.RequestAddress", &gateway_request(""));
+    assert_eq!(gw["Address"], "10.244.1.1/24");
+    h.ok("IpamDriver.RequestAddress", &gateway_request("10.244.1.1"));
+    assert_eq!(ipam_keys(&h), before, "no pool or address was made");
+
+    let a = h.ok(
+        "IpamDriver.RequestAddress",
+        &json!({"PoolID": "10.244.1.0_24", "Address": "", "Options": {}}),
+    );
+    assert_eq!(a["Address"], "10.244.1.2/24");
+    // Docker's rollback and `docker network rm` release the gateway and the pool: no-ops.
+    h.ok(
+        "IpamDriver.ReleaseAddress",
+        &json!({"PoolID": "10.244.1.0_24", "Address": "10.244.1.1"}),
+    );
+    h.ok(
+        "IpamDriver.ReleasePool",
+        &json!({"PoolID": "10.244.1.0_24"}),
+    );
+    let kept = h.keys();
+    assert!(kept.contains(&"ipam/pools/10.244.1.0_24".to_string()));
+    assert!(kept.contains(&"ipam/addrs/10.244.1.0_24/10.244.1.1".to_string()));
+    // A container's address is Docker's to give back.
+    h.ok(
+        "IpamDriver.ReleaseAddress",
+        &json!({"PoolID": "10.244.1.0_24", "Address": "10.244.1.2"}),
+    );
+    assert_eq!(ipam_keys(&h), before);
+}
+
+#[test]
+fn cluster_pool_requests_that_cannot_be_met_say_what_to_drop() {
+    let h = Harness::new();
+    let (status, e) = h.err("IpamDriver.RequestPool", &cluster_pool_request("c1"));
+    assert_eq!(status, 400);
+    assert!(
+        e.contains("has not joined cluster c1") && e.contains("--cluster c1"),
+        "{e}"
+    );
+    join_cluster(&h);
+    let before = h.keys();
+    for (change, why) in [
+        (json!({"V6": true}), "drop --ipv6"),
+        // dockerd would check it against the host's routes and ask again forever.
+        (json!({"Pool": ""}), "needs --subnet 10.244.0.0/16"),
+        (
+            json!({"Pool": "10.244.9.0/24"}),
+            "give --subnet 10.244.0.0/16",
+        ),
+        (json!({"SubPool": "10.244.1.128/25"}), "drop --ip-range"),
+    ] {
+        let mut body = cluster_pool_request("c1");
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, e) = h.err("IpamDriver.RequestPool", &body);
+        assert_eq!(status, 400, "{e}");
+        assert!(e.contains(why), "{why:?} not in {e}");
+    }
+    let (_, e) = h.err("IpamDriver.RequestAddress", &gateway_request("10.244.1.9"));
+    assert!(
+        e.contains("10.244.1.1") && e.contains("drop --gateway"),
+        "{e}"
+    );
+    assert_eq!(h.keys(), before);
+}
+
+#[test]
+fn a_cluster_docker_network_is_an_alias_that_lands_endpoints_on_the_cluster_bridge() {
+    let h = Harness::new();
+    let cluster_id = join_cluster(&h);
+    h.ok("IpamDriver.RequestPool", &cluster_pool_request("c1"));
+    h.ok("IpamDriver.RequestAddress", &gateway_request(""));
+    h.ok(
+        "NetworkDriver.CreateNetwork",
+        &cluster_create(
+            "local",
+            "10.244.1.0/24",
+            "10.244.1.1/24",
+            json!({"weft.cluster": "c1", "com.docker.network.driver.mtu": "1450"}),
+        ),
+    );
+    assert_eq!(h.controller().network(NET).unwrap().network.id, cluster_id);
+    assert_eq!(
+        h.controller().networks().unwrap().len(),
+        1,
+        "no second network"
+    );
+    assert_eq!(
+        h.driver.calls(),
+        vec![
+            format!("create_network {}", &cluster_id[..12]),
+            format!("create_network {}", &cluster_id[..12]),
+        ],
+        "the cluster network's kernel state was re-applied, nothing new was built"
+    );
+    // Docker's endpoint calls, with Docker's network id.
+    let addr = h.ok(
+        "IpamDriver.RequestAddress",
+        &json!({"PoolID": "10.244.1.0_24", "Address": ""}),
+    );
+    assert_eq!(addr["Address"], "10.244.1.2/24");
+    h.ok(
+        "NetworkDriver.CreateEndpoint",
+        &json!({"NetworkID": NET, "EndpointID": EP, "Interface": {"Address": "10.244.1.2/24"}}),
+    );
+    let join = h.ok(
+        "NetworkDriver.Join",
+        &json!({"NetworkID": NET, "EndpointID": EP, "SandboxKey": "/var/run/docker/netns/x"}),
+    );
+    assert_eq!(join["Gateway"], "10.244.1.1");
+    assert_eq!(
+        h.endpoint_keys(),
+        vec![format!("endpoints/{cluster_id}/{EP}")],
+        "the endpoint is recorded under the cluster network"
+    );
+    h.ok("NetworkDriver.Leave", &endpoint_body());
+    h.ok("NetworkDriver.DeleteEndpoint", &endpoint_body());
+    assert!(h.endpoint_keys().is_empty());
+    h.ok("NetworkDriver.DeleteNetwork", &json!({"NetworkID": NET}));
+    h.ok(
+        "IpamDriver.ReleaseAddress",
+        &json!({"PoolID": "10.244.1.0_24", "Address": "10.244.1.1"}),
+    );
+    h.ok(
+        "IpamDriver.ReleasePool",
+        &json!({"PoolID": "10.244.1.0_24"}),
+    );
+    // Only the alias went.
+    assert!(h.controller().network(NET).is_err());
+    let c1 = h.controller().network("c1").unwrap();
+    assert_eq!(c1.network.id, cluster_id);
+    assert!(!h
+        .driver
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("delete_network")));
+    assert!(!h.keys().iter().any(|k| k.starts_with("network-aliases/")));
+    assert!(h
+        .keys()
+        .contains(&"ipam/addrs/10.244.1.0_24/10.244.1.1".to_string()));
+}
+
+#[test]
+fn a_cluster_docker_network_that_contradicts_the_cluster_is_refused_clearly() {
+    let h = Harness::new();
+    let (_, e) = h.err(
+        "NetworkDriver.CreateNetwork",
+        &cluster_create(
+            "local",
+            "10.244.1.0/24",
+            "10.244.1.1/24",
+            json!({"weft.cluster": "c1"}),
+        ),
+    );
+    assert!(e.contains("has not joined cluster c1"), "{e}");
+    join_cluster(&h);
+    let before = h.keys();
+    let cluster = json!({"weft.cluster": "c1"});
+    for (body, why) in [
+        (
+            cluster_create(
+                "LocalDefault",
+                "172.18.0.0/16",
+                "172.18.0.1/16",
+                cluster.clone(),
+            ),
+            "--ipam-driver weft --ipam-opt weft.cluster=c1 --subnet 10.244.0.0/16",
+        ),
+        (
+            cluster_create("local", "10.99.0.0/24", "10.99.0.1/24", cluster.clone()),
+            "10.244.1.0/24",
+        ),
+        (
+            cluster_create("local", "10.244.1.0/24", "10.244.1.7/24", cluster.clone()),
+            "gateway 10.244.1.7",
+        ),
+        (
+            cluster_create(
+                "local",
+                "10.244.1.0/24",
+                "10.244.1.1/24",
+                json!({"weft.cluster": "c1", "com.docker.network.driver.mtu": "1400"}),
+            ),
+            "drop -o com.docker.network.driver.mtu",
+        ),
+        (
+            {
+                let mut b =
+                    cluster_create("local", "10.244.1.0/24", "10.244.1.1/24", cluster.clone());
+                b["Options"]["com.docker.network.internal"] = json!(true);
+                b
+            },
+            "drop --internal",
+        ),
+    ] {
+        let (status, e) = h.err("NetworkDriver.CreateNetwork", &body);
+        assert_eq!(status, 400, "{e}");
+        assert!(e.contains(why), "{why:?} not in {e}");
+    }
+    assert_eq!(h.keys(), before, "nothing was recorded");
+    assert!(h.controller().network(NET).is_err());
+}
+
+#[test]
+fn an_injected_failure_of_a_cluster_create_network_leaves_no_alias() {
+    let h = Harness::with_faults("NetworkDriver.CreateNetwork");
+    join_cluster(&h);
+    let (_, e) = h.err(
+        "NetworkDriver.CreateNetwork",
+        &cluster_create(
+            "local",
+            "10.244.1.0/24",
+            "10.244.1.1/24",
+            json!({"weft.cluster": "c1"}),
+        ),
+    );
+    assert!(e.contains("injected"), "{e}");
+    assert!(h.controller().network(NET).is_err());
+    assert!(h.controller().network("c1").is_ok());
+    assert!(!h.keys().iter().any(|k| k.starts_with("network-aliases/")));
+}
