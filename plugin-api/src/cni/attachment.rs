@@ -18,15 +18,24 @@ pub fn endpoint_id(network_id: &str, container_id: &str, ifname: &str) -> String
     ids::derived_id(&["cni", network_id, container_id, ifname])
 }
 
-/// The owner mark CNI endpoints carry (`cni:<container id>:<ifname>`); neither part can hold a
-/// `:`, so it parses back unambiguously.
-pub fn owner(container_id: &str, ifname: &str) -> String {
-    format!("cni:{container_id}:{ifname}")
+/// The owner mark CNI endpoints carry: `cni:<container id>:<ifname>`, and `:<config name>` when
+/// the config's name is not the network's (a config that names a cluster network with
+/// `cluster`), so that configs sharing a network each collect only their own attachments. No
+/// part can hold a `:`, so it parses back unambiguously.
+pub fn owner(container_id: &str, ifname: &str, config: Option<&str>) -> String {
+    match config {
+        None => format!("cni:{container_id}:{ifname}"),
+        Some(config) => format!("cni:{container_id}:{ifname}:{config}"),
+    }
 }
 
-/// `(container id, ifname)` of an owner made by [`owner`]; `None` for endpoints CNI did not make.
-pub fn parse_owner(owner: &str) -> Option<(&str, &str)> {
-    owner.strip_prefix("cni:")?.split_once(':')
+/// `(container id, ifname, config name if recorded)` of an owner made by [`owner`]; `None` for
+/// endpoints CNI did not make.
+pub fn parse_owner(owner: &str) -> Option<(&str, &str, Option<&str>)> {
+    let mut parts = owner.strip_prefix("cni:")?.splitn(3, ':');
+    let container_id = parts.next()?;
+    let ifname = parts.next()?;
+    Some((container_id, ifname, parts.next()))
 }
 
 /// The default route of `gw`'s family.
@@ -219,9 +228,13 @@ mod tests {
 
     #[test]
     fn owners_round_trip_and_ids_are_per_attachment() {
-        let o = owner("f877_a.b-c", "eth0");
-        assert_eq!(parse_owner(&o), Some(("f877_a.b-c", "eth0")));
+        let o = owner("f877_a.b-c", "eth0", None);
+        assert_eq!(o, "cni:f877_a.b-c:eth0");
+        assert_eq!(parse_owner(&o), Some(("f877_a.b-c", "eth0", None)));
+        let o = owner("f877", "eth0", Some("pods"));
+        assert_eq!(parse_owner(&o), Some(("f877", "eth0", Some("pods"))));
         assert_eq!(parse_owner("/run/netns/x"), None);
+        assert_eq!(parse_owner("cni:only-one-part"), None);
         let a = endpoint_id("n", "c1", "eth0");
         assert!(ids::is_id(&a));
         assert_ne!(a, endpoint_id("n", "c1", "eth1"));

@@ -145,7 +145,11 @@ fn attach_endpoint(
                     mac: ctx.mac(),
                     ifname: ctx.env.ifname.clone(),
                     options: Default::default(),
-                    owner: owner(&ctx.env.container_id, &ctx.env.ifname),
+                    owner: owner(
+                        &ctx.env.container_id,
+                        &ctx.env.ifname,
+                        (ctx.conf.name != net.network.name).then_some(ctx.conf.name.as_str()),
+                    ),
                 },
                 ports,
                 endpoint_id: Some(id.clone()),
@@ -355,7 +359,9 @@ fn gc_network(ctx: &Ctx, valid: &[super::config::Attachment]) -> Result<(), CniE
     let keep = |ep: &EndpointRecord| match parse_owner(&ep.owner) {
         // Not a CNI attachment (the CLI's or Docker's): not ours to judge.
         None => true,
-        Some((cid, ifname)) => valid
+        // Another config's, on a network configs share (a cluster network): not ours either.
+        Some((_, _, config)) if config.unwrap_or(&net.network.name) != ctx.conf.name => true,
+        Some((cid, ifname, _)) => valid
             .iter()
             .any(|a| a.container_id == cid && a.ifname == ifname),
     };
