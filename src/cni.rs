@@ -50,7 +50,7 @@ pub fn main() -> ExitCode {
         &inv,
         &Backend {
             default_state_dir: Path::new(setup::DEFAULT_STATE_DIR),
-            controller: &setup::controller,
+            controller: &setup::controller_with_lock_timeout,
         },
     );
     let mut out = std::io::stdout().lock();

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use weft_bridge::BridgeDriver;
 use weft_drivers::builtin::BuiltinDriver;
@@ -13,7 +14,19 @@ use weft_routed::RoutedDriver;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
 
 pub fn controller(state_dir: &Path) -> Result<Controller, EngineError> {
-    let store = FileStore::open(state_dir)?;
+    controller_over(FileStore::open(state_dir)?)
+}
+
+/// A controller whose store lock gives up after `lock_timeout` (for CNI runtimes, which
+/// would rather hear "try again later" than wait behind a stuck process).
+pub fn controller_with_lock_timeout(
+    state_dir: &Path,
+    lock_timeout: Duration,
+) -> Result<Controller, EngineError> {
+    controller_over(FileStore::open(state_dir)?.with_lock_timeout(lock_timeout))
+}
+
+fn controller_over(store: FileStore) -> Result<Controller, EngineError> {
     let mut c = Controller::new(Arc::new(store));
     c.register(Arc::new(BridgeDriver::new()));
     c.register(Arc::new(RoutedDriver::new()));

@@ -62,9 +62,11 @@ pub fn parse(raw: &str) -> Result<CniArgs, CniError> {
             k if ignore_unknown => {
                 tracing::debug!(key = k, "ignoring unknown CNI_ARGS key");
             }
-            k => return Err(bad(format!(
+            k => {
+                return Err(bad(format!(
                 "unknown key {k:?}; weft reads IP and MAC (add IgnoreUnknown=1 to pass other keys)"
-            ))),
+            )))
+            }
         }
     }
     Ok(out)

@@ -59,7 +59,7 @@ impl NetworkDriver for NoKernel {
     }
 }
 
-fn controller(dir: &Path) -> Result<Controller, EngineError> {
+fn controller(dir: &Path, _lock_timeout: std::time::Duration) -> Result<Controller, EngineError> {
     let mut c = Controller::new(Arc::new(FileStore::open(dir)?));
     c.register(Arc::new(NoKernel));
     Ok(c)
@@ -67,7 +67,7 @@ fn controller(dir: &Path) -> Result<Controller, EngineError> {
 
 /// The local network of cluster `c1` as the agent makes it: dual stack, MTU 1450.
 fn join_cluster(dir: &Path) {
-    let c = controller(dir).unwrap();
+    let c = controller(dir, std::time::Duration::from_secs(5)).unwrap();
     let pool = |s: &str| PoolRequest {
         subnet: Some(s.parse().unwrap()),
         v6: s.contains(':'),
@@ -130,7 +130,7 @@ fn cni(dir: &Path, command: &str, conf: Value) -> (u8, Value) {
 }
 
 fn networks(dir: &Path) -> Vec<String> {
-    controller(dir)
+    controller(dir, std::time::Duration::from_secs(5))
         .unwrap()
         .networks()
         .unwrap()
@@ -229,7 +229,7 @@ fn del_and_check_look_in_the_cluster_network() {
 fn gc_of_one_config_leaves_the_attachments_of_others_on_the_cluster_network() {
     let dir = tempfile::tempdir().unwrap();
     join_cluster(dir.path());
-    let c = controller(dir.path()).unwrap();
+    let c = controller(dir.path(), std::time::Duration::from_secs(5)).unwrap();
     let net = c.cluster_network("c1").unwrap().network.id;
     // Made through a config named "pods" with `cluster`, and through one named "c1".
     for (cid, config, addr) in [
@@ -250,7 +250,7 @@ fn gc_of_one_config_leaves_the_attachments_of_others_on_the_cluster_network() {
         .unwrap();
     }
     let owners = |dir: &Path| -> Vec<String> {
-        let c = controller(dir).unwrap();
+        let c = controller(dir, std::time::Duration::from_secs(5)).unwrap();
         let mut o: Vec<String> = c
             .endpoints(&net)
             .unwrap()

@@ -170,6 +170,9 @@ fn is_transient(e: &DriverError) -> bool {
 
 impl From<EngineError> for CniError {
     fn from(e: EngineError) -> Self {
+        if let EngineError::Store(weft_ipam::StoreError::LockTimeout { .. }) = &e {
+            return CniError::TryAgainLater(e.to_string());
+        }
         if let EngineError::Driver(d) = &e {
             if is_transient(d) {
                 return CniError::TryAgainLater(format!("{e}; try again"));
@@ -202,7 +205,7 @@ impl From<weft_ipam::IpamError> for CniError {
 
 impl From<weft_ipam::StoreError> for CniError {
     fn from(e: weft_ipam::StoreError) -> Self {
-        CniError::Io(e.to_string())
+        CniError::from(EngineError::Store(e))
     }
 }
 

@@ -35,7 +35,6 @@ mod env;
 mod error;
 mod fields;
 mod ipam_mode;
-mod lock;
 mod network;
 mod plugin;
 mod result;
@@ -43,6 +42,7 @@ mod version;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use weft_engine::{Controller, EngineError};
@@ -78,8 +78,9 @@ pub struct Reply {
 pub struct Backend<'a> {
     /// The state directory when neither the config (`stateDir`) nor `WEFT_STATE_DIR` names one.
     pub default_state_dir: &'a Path,
-    /// Builds the controller over a state directory, with the drivers registered.
-    pub controller: &'a dyn Fn(&Path) -> Result<Controller, EngineError>,
+    /// Builds the controller over a state directory, with the drivers registered and the
+    /// store lock giving up after the given time.
+    pub controller: &'a dyn Fn(&Path, Duration) -> Result<Controller, EngineError>,
 }
 
 /// Runs one CNI command.
@@ -193,10 +194,10 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// The controller, once no other process holds the state directory (or code 11).
+    /// The controller; its operations answer code 11 when another process holds the state
+    /// directory for longer than `lockTimeout`.
     pub fn controller(&self) -> Result<Controller, CniError> {
-        lock::wait_for_store(&self.state_dir, self.conf.lock_timeout)?;
-        (self.backend.controller)(&self.state_dir).map_err(|e| {
+        (self.backend.controller)(&self.state_dir, self.conf.lock_timeout).map_err(|e| {
             CniError::Io(format!(
                 "cannot open weft's state directory {}: {e}",
                 self.state_dir.display()

@@ -399,7 +399,8 @@ pub fn store_usable(ctx: &Ctx) -> Result<(), CniError> {
             ctx.state_dir.display()
         ))
     };
-    let c = (ctx.backend.controller)(&ctx.state_dir).map_err(|e| unavailable(e.to_string()))?;
+    let c = (ctx.backend.controller)(&ctx.state_dir, ctx.conf.lock_timeout)
+        .map_err(|e| unavailable(e.to_string()))?;
     let store = c.store();
     store.children("").map_err(|e| unavailable(e.to_string()))?;
     const PROBE: &str = "status-probe";
