@@ -5,6 +5,13 @@
 //! Wiring only: every decision about leases is the keeper's (`weft_ipam::cluster::keeper`),
 //! every kernel change the backend's. This task owns the clock, the etcd connection and the
 //! watch stream, and executes the keeper's requests one after another.
+//!
+//! The local network uses the driver the cluster's attachment names: `bridge` (a bridge with
+//! the subnet's gateway) or `routed` (no bridge; the routed driver keeps the subnet's
+//! blackhole route, so the bgp backend is told not to install its own). The bgp backend is
+//! also handed to the control socket ([`crate::control`]) for `weft bgp status|routes`.
+
+mod bgp;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -14,6 +21,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tracing::{error, info, warn};
+use weft_bgp::BgpBackend;
 use weft_bridge::options as bridge_options;
 use weft_drivers::backend::{Backend, LocalNode, Peer};
 use weft_drivers::netlink::Netlink;
@@ -24,11 +32,14 @@ use weft_ipam::cluster::etcd::{Etcd, Watch};
 use weft_ipam::cluster::keeper::WatchEvent;
 use weft_ipam::cluster::local::{self, LocalRecord};
 use weft_ipam::cluster::{
-    Action, ClusterConfig, ClusterError, Event, Input, Keeper, KeeperConfig, Keys, Lease, Request,
-    DEFAULT_PREFIX,
+    Action, Attachment, ClusterConfig, ClusterError, Event, Input, Keeper, KeeperConfig, Keys,
+    Lease, Request, DEFAULT_PREFIX,
 };
 use weft_ipam::PoolRequest;
 use weft_overlay::{VxlanBackend, VxlanConfig};
+use weft_routed::options as routed_options;
+
+use crate::control::ControlState;
 
 /// How often the keeper's clock ticks.
 const TICK: Duration = Duration::from_millis(200);
@@ -61,14 +72,20 @@ pub struct AgentArgs {
     /// etcd key prefix.
     #[arg(long, default_value = DEFAULT_PREFIX)]
     pub etcd_prefix: String,
+    /// Settings of this host when the cluster uses the bgp backend.
+    #[command(flatten)]
+    pub bgp: bgp::BgpHostArgs,
 }
 
 /// The underlay as found at start.
 #[derive(Debug, Clone)]
-struct Underlay {
-    public_ip: IpAddr,
-    index: u32,
-    mtu: u32,
+pub struct Underlay {
+    /// This host's public address.
+    pub public_ip: IpAddr,
+    /// The interface holding it.
+    pub index: u32,
+    /// That interface's MTU.
+    pub mtu: u32,
 }
 
 /// What the agent holds while joined.
@@ -90,6 +107,10 @@ struct Agent {
     underlay: Underlay,
     backend: Option<Arc<dyn Backend>>,
     joined: Option<Joined>,
+    identity: bgp::Identity,
+    bgp_args: bgp::BgpHostArgs,
+    /// What the control socket shows.
+    control: Arc<ControlState>,
     /// The backend missed peer events (not initialized then): sync everything when it is.
     needs_sync: bool,
     problems: Vec<String>,
@@ -104,6 +125,7 @@ pub struct Prepared {
     name: String,
     underlay: Underlay,
     keeper: Keeper,
+    identity: bgp::Identity,
 }
 
 /// Checks the flags and finds the underlay; everything that cannot be retried fails here,
@@ -120,19 +142,24 @@ pub fn prepare(
             reason: format!("cluster name {name:?} may only hold A-Z a-z 0-9 . _ : @ -"),
         });
     }
-    let underlay = find_underlay(args)?;
+    let underlay = find_underlay(args.public_ip, args.iface.as_deref())?;
     let node_id = local::node_id(controller.store())?;
     let previous = local::load_record(controller.store(), &name)?.map(|r| r.subnet);
     info!(
         cluster = %name, public_ip = %underlay.public_ip, node = %node_id,
         previous = ?previous, "joining cluster network"
     );
+    let identity = bgp::Identity {
+        hostname: hostname(),
+        node_id: node_id.clone(),
+        public_ip: underlay.public_ip,
+    };
     let keeper = Keeper::new(KeeperConfig {
         prefix: args.etcd_prefix.clone(),
         cluster: name.clone(),
         public_ip: underlay.public_ip,
         node_id,
-        hostname: hostname(),
+        hostname: identity.hostname.clone(),
         ttl: Duration::from_secs(args.lease_ttl),
         previous,
     });
@@ -142,12 +169,15 @@ pub fn prepare(
         name,
         underlay,
         keeper,
+        identity,
     }))
 }
 
-/// Runs the agent until `shutdown` completes. etcd trouble is logged and retried forever.
+/// Runs the agent until `shutdown` completes, reporting its backend to `control`. etcd
+/// trouble is logged and retried forever.
 pub async fn run(
     prepared: Prepared,
+    control: Arc<ControlState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ClusterError> {
     let Prepared {
@@ -156,8 +186,13 @@ pub async fn run(
         name,
         underlay,
         keeper,
+        identity,
     } = prepared;
+    control.set_cluster(&name);
     let mut agent = Agent {
+        identity,
+        bgp_args: args.bgp.clone(),
+        control,
         keys: keeper.keys().clone(),
         keeper,
         etcd: Etcd::connect(&args.etcd_endpoints).await?,
@@ -342,11 +377,17 @@ impl Agent {
         let joined = self.joined.clone()?;
         let backend = match &self.backend {
             Some(b) if b.name() == joined.config.backend.kind => b.clone(),
-            _ => {
-                let b = make_backend(&joined.config);
-                self.backend = Some(b.clone());
-                b
-            }
+            _ => match self.make_backend(&joined.config) {
+                Ok(b) => {
+                    self.backend = Some(b.clone());
+                    b
+                }
+                Err(e) => {
+                    error!(cluster = %self.name, "backend {} cannot be set up: {e}", joined.config.backend.kind);
+                    self.problem(format!("backend: {e}"));
+                    return None;
+                }
+            },
         };
         let node = self.local_node(&joined);
         let init = match backend.init(&node) {
@@ -473,6 +514,26 @@ impl Agent {
         }
     }
 
+    /// The backend the cluster config names, reported to the control socket.
+    fn make_backend(&self, config: &ClusterConfig) -> Result<Arc<dyn Backend>, String> {
+        let backend: Arc<dyn Backend> = match config.backend.kind.as_str() {
+            "bgp" => {
+                let settings = bgp::backend_config(config, &self.bgp_args, &self.identity)?;
+                let bgp = Arc::new(BgpBackend::new(settings));
+                self.control.set_backend("bgp", Some(bgp.clone()));
+                return Ok(bgp);
+            }
+            "host-gw" => Arc::new(HostGwBackend::new()),
+            _ => Arc::new(VxlanBackend::new(VxlanConfig {
+                vni: config.backend.vni,
+                port: config.backend.port,
+                direct_routing: config.backend.direct_routing,
+            })),
+        };
+        self.control.set_backend(backend.name(), None);
+        Ok(backend)
+    }
+
     fn ready_backend(&self) -> Option<Arc<dyn Backend>> {
         self.joined.as_ref()?.mtu?;
         self.backend.clone()
@@ -537,10 +598,11 @@ impl Agent {
     }
 }
 
-/// A vxlan peer that has claimed its subnet but not yet published its VTEP MAC (it does right
-/// after its backend is up): not an error, it is programmed when its lease says more.
+/// A vxlan or bgp peer that has claimed its subnet but not yet published its backend data
+/// (its VTEP MAC, whether it reflects routes; it does right after its backend is up): not an
+/// error, it is programmed when its lease says more.
 fn awaiting_data(backend: &dyn Backend, peer: &Peer) -> bool {
-    backend.name() == "vxlan" && peer.data.is_null()
+    matches!(backend.name(), "vxlan" | "bgp") && peer.data.is_null()
 }
 
 async fn next_events(watch: &mut Option<Watch>) -> Result<Vec<WatchEvent>, ClusterError> {
@@ -550,20 +612,10 @@ async fn next_events(watch: &mut Option<Watch>) -> Result<Vec<WatchEvent>, Clust
     }
 }
 
-fn make_backend(config: &ClusterConfig) -> Arc<dyn Backend> {
-    match config.backend.kind.as_str() {
-        "host-gw" => Arc::new(HostGwBackend::new()),
-        _ => Arc::new(VxlanBackend::new(VxlanConfig {
-            vni: config.backend.vni,
-            port: config.backend.port,
-            direct_routing: config.backend.direct_routing,
-        })),
-    }
-}
-
-/// The local network named after the cluster: a bridge network on this host's subnet with the
-/// backend's MTU, exempting the cluster networks from masquerade. Re-made when the subnet or
-/// MTU changed and no container is attached; refused (with what to do) otherwise.
+/// The local network named after the cluster: a network of the attachment's driver (bridge or
+/// routed) on this host's subnet with the backend's MTU, exempting the cluster networks from
+/// masquerade. Re-made when the driver, subnet or MTU changed and no container is attached;
+/// refused (with what to do) otherwise.
 fn ensure_network(
     controller: &Controller,
     name: &str,
@@ -576,9 +628,14 @@ fn ensure_network(
         .iter()
         .map(ToString::to_string)
         .collect();
+    let driver = joined.config.attachment.driver();
+    let (mtu_key, cidr_key) = match joined.config.attachment {
+        Attachment::Bridge => (bridge_options::MTU, bridge_options::CLUSTER_CIDR),
+        Attachment::Routed => (routed_options::MTU, routed_options::CLUSTER_CIDR),
+    };
     let mut options = BTreeMap::new();
-    options.insert(bridge_options::MTU.to_string(), mtu.to_string());
-    options.insert(bridge_options::CLUSTER_CIDR.to_string(), cidrs.join(","));
+    options.insert(mtu_key.to_string(), mtu.to_string());
+    options.insert(cidr_key.to_string(), cidrs.join(","));
     let mut wanted: Vec<IpNet> = vec![IpNet::V4(joined.subnet)];
     wanted.extend(joined.subnet_v6.map(IpNet::V6));
     match controller.network(name) {
@@ -587,13 +644,14 @@ fn ensure_network(
             let same_options = options
                 .iter()
                 .all(|(k, v)| rec.network.options.get(k) == Some(v));
-            if subnets == wanted && same_options {
+            if subnets == wanted && same_options && rec.network.driver == driver {
                 return Ok(None);
             }
             let endpoints = controller.endpoints(&rec.network.id)?;
             if !endpoints.is_empty() {
                 return Err(EngineError::InUse(format!(
-                    "network {name} is on {} but this host now holds {}; its {} container(s) must be disconnected before it can be re-made",
+                    "network {name} is a {} network on {} but this host now needs a {driver} network on {}; its {} container(s) must be disconnected before it can be re-made",
+                    rec.network.driver,
                     subnets.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
                     wanted.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
                     endpoints.len()
@@ -615,7 +673,7 @@ fn ensure_network(
     controller.create_network(NetworkRequest {
         name: name.to_string(),
         id: None,
-        driver: "bridge".into(),
+        driver: driver.into(),
         internal: false,
         enable_ipv6: joined.subnet_v6.is_some(),
         ipam: IpamRequest::Weft {
@@ -631,7 +689,7 @@ fn ensure_network(
         origin: Origin::Daemon,
     })?;
     Ok(Some(format!(
-        "local network {name} is on {} (mtu {mtu})",
+        "local {driver} network {name} is on {} (mtu {mtu})",
         wanted
             .iter()
             .map(ToString::to_string)
@@ -642,11 +700,14 @@ fn ensure_network(
 
 /// The public address and its interface: `--public-ip` (the interface holding it), `--iface`
 /// (its first IPv4 address), or the interface of the default route.
-fn find_underlay(args: &AgentArgs) -> Result<Underlay, ClusterError> {
+pub fn find_underlay(
+    public_ip: Option<IpAddr>,
+    iface: Option<&str>,
+) -> Result<Underlay, ClusterError> {
     let fail = |reason: String| ClusterError::InvalidConfig { reason };
     let mut nl = Netlink::open().map_err(|e| fail(e.to_string()))?;
     let addresses = nl.addresses(None).map_err(|e| fail(e.to_string()))?;
-    let (index, public_ip) = if let Some(ip) = args.public_ip {
+    let (index, public_ip) = if let Some(ip) = public_ip {
         let index = addresses
             .iter()
             .find(|(_, a)| a.addr() == ip)
@@ -658,7 +719,7 @@ fn find_underlay(args: &AgentArgs) -> Result<Underlay, ClusterError> {
             })?;
         (index, ip)
     } else {
-        let index = match &args.iface {
+        let index = match iface {
             Some(name) => nl
                 .link_by_name(name)
                 .map_err(|e| fail(e.to_string()))?

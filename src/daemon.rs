@@ -1,5 +1,9 @@
 //! `weft daemon`: serves Docker's remote plugin protocol and reconciles state at start.
 //!
+//! It also serves the control API ([`crate::control`]) for `weft bgp status|routes`. That
+//! socket is a convenience: when it cannot be served (another daemon holds it) the daemon says
+//! so and runs on without it.
+//!
 //! At start the kernel is brought back in line with the store (`Controller::reconcile`): Docker
 //! does not replay CreateNetwork or RequestPool after a restart, so the store is the truth.
 //! SIGTERM or SIGINT stops accepting, lets in-flight requests finish, removes the socket and
@@ -14,6 +18,7 @@ use tracing::{error, info, warn};
 use weft_engine::EngineError;
 use weft_plugin_api::docker::{self, DockerApi, DockerError};
 
+use crate::control::{self, ControlState};
 use crate::setup;
 
 #[derive(Args, Debug)]
@@ -24,6 +29,9 @@ pub struct DaemonArgs {
     /// Do not create the default bridge network `weft` (bridge weft0) at start.
     #[arg(long)]
     pub no_default_network: bool,
+    /// Unix socket of the control API that `weft bgp status|routes` read.
+    #[arg(long, env = control::SOCKET_ENV, default_value = control::DEFAULT_SOCKET)]
+    pub control_socket: PathBuf,
     /// Joining a multi-host cluster network (optional).
     #[command(flatten)]
     pub cluster: crate::agent::AgentArgs,
@@ -72,11 +80,25 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
             shutdown.await;
             let _ = stop.send(true);
         };
+        let stopped_too = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let state = Arc::new(ControlState::default());
+        let control = match control::server::bind(&args.control_socket).await {
+            Ok(socket) => Some(tokio::spawn(
+                socket.serve(state.clone(), stopped_too(stopped.clone())),
+            )),
+            Err(e) => {
+                error!("{e}; `weft bgp` cannot reach this daemon");
+                None
+            }
+        };
         let agent = agent.map(|prepared| {
-            let mut stopped = stopped.clone();
-            tokio::spawn(crate::agent::run(prepared, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }))
+            tokio::spawn(crate::agent::run(
+                prepared,
+                state.clone(),
+                stopped_too(stopped.clone()),
+            ))
         });
         let served = docker::serve(Arc::new(api), &args.socket, shutdown)
             .await
@@ -87,6 +109,9 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
                 Ok(Err(e)) => error!(error = %e, "cluster agent failed"),
                 Err(e) => error!(error = %e, "cluster agent panicked"),
             }
+        }
+        if let Some(control) = control {
+            let _ = control.await;
         }
         served
     })

@@ -3,6 +3,7 @@
 mod agent;
 mod cli;
 mod cni;
+mod control;
 mod daemon;
 mod setup;
 

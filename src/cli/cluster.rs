@@ -11,11 +11,13 @@ use weft_drivers::backend::{read_owned, Ownership, MAIN_TABLE, ROUTE_PROTOCOL};
 use weft_drivers::netlink::Netlink;
 use weft_engine::EngineError;
 use weft_ipam::cluster::config::{
-    DEFAULT_SUBNET_LEN, DEFAULT_SUBNET_LEN_V6, DEFAULT_VNI, DEFAULT_VXLAN_PORT,
+    DEFAULT_BGP_AS, DEFAULT_SUBNET_LEN, DEFAULT_SUBNET_LEN_V6, DEFAULT_VNI, DEFAULT_VXLAN_PORT,
 };
 use weft_ipam::cluster::etcd::Etcd;
 use weft_ipam::cluster::local;
-use weft_ipam::cluster::{BackendConfig, ClusterConfig, ClusterError, Keys, DEFAULT_PREFIX};
+use weft_ipam::cluster::{
+    Attachment, BackendConfig, BgpClusterConfig, ClusterConfig, ClusterError, Keys, DEFAULT_PREFIX,
+};
 use weft_ipam::FileStore;
 
 #[derive(Subcommand, Debug)]
@@ -57,20 +59,67 @@ pub struct InitArgs {
     /// Per-host IPv6 subnet length.
     #[arg(long, default_value_t = DEFAULT_SUBNET_LEN_V6)]
     pub subnet_len_v6: u8,
-    /// vxlan or host-gw.
+    /// vxlan, host-gw or bgp.
     #[arg(long, default_value = "vxlan")]
     pub backend: String,
-    /// VXLAN network id.
+    /// How containers attach on each host: bridge (a bridge with the gateway) or routed (no
+    /// bridge: a /32 route per container, proxy ARP).
+    #[arg(long, default_value = "bridge")]
+    pub attachment: Attachment,
+    /// VXLAN network id (vxlan, and bgp with VXLAN encapsulation).
     #[arg(long, default_value_t = DEFAULT_VNI)]
     pub vni: u32,
-    /// VXLAN UDP port.
+    /// VXLAN UDP port (vxlan, and bgp with VXLAN encapsulation).
     #[arg(long, default_value_t = DEFAULT_VXLAN_PORT)]
     pub port: u16,
     /// vxlan: plain routes to peers on the same L2 segment.
     #[arg(long)]
     pub direct_routing: bool,
     #[command(flatten)]
+    pub bgp: BgpInitArgs,
+    #[command(flatten)]
     pub etcd: EtcdArgs,
+}
+
+/// The cluster-wide settings of the bgp backend.
+#[derive(Args, Debug)]
+pub struct BgpInitArgs {
+    /// bgp: the cluster's AS.
+    #[arg(long, default_value_t = DEFAULT_BGP_AS)]
+    pub bgp_as: u32,
+    /// bgp: none (native routing), ipip, vxlan, or cross-subnet (encapsulate only toward hosts
+    /// on another underlay subnet).
+    #[arg(long, default_value = "none")]
+    pub encapsulation: String,
+    /// bgp: the tunnel of cross-subnet: ipip or vxlan.
+    #[arg(long, default_value = "ipip")]
+    pub cross_subnet_tunnel: String,
+    /// bgp: no node-to-node mesh; hosts peer with the route reflectors only.
+    #[arg(long)]
+    pub no_mesh: bool,
+    /// bgp: the route reflectors, by host name or public address (comma-separated or
+    /// repeated; needs --no-mesh). Hosts started with --bgp-route-reflector reflect too.
+    #[arg(long, value_delimiter = ',')]
+    pub route_reflectors: Vec<String>,
+    /// bgp: the route reflectors' cluster id (default: each reflector's router id).
+    #[arg(long)]
+    pub cluster_id: Option<std::net::Ipv4Addr>,
+}
+
+impl BgpInitArgs {
+    /// The bgp section, or `None` when every flag is at its default (a config without one
+    /// means the defaults); a bgp flag given for another backend is refused by validation.
+    fn section(&self) -> Option<BgpClusterConfig> {
+        let config = BgpClusterConfig {
+            asn: self.bgp_as,
+            encapsulation: self.encapsulation.clone(),
+            cross_subnet_tunnel: self.cross_subnet_tunnel.clone(),
+            mesh: !self.no_mesh,
+            route_reflectors: self.route_reflectors.clone(),
+            cluster_id: self.cluster_id,
+        };
+        (config != BgpClusterConfig::default()).then_some(config)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -126,11 +175,16 @@ async fn init(args: InitArgs) -> Result<(), EngineError> {
         network_v6: args.network_v6,
         subnet_len_v6: args.subnet_len_v6,
         backend: BackendConfig {
+            bgp: match args.backend.as_str() {
+                "bgp" => Some(args.bgp.section().unwrap_or_default()),
+                _ => args.bgp.section(),
+            },
             kind: args.backend,
             vni: args.vni,
             port: args.port,
             direct_routing: args.direct_routing,
         },
+        attachment: args.attachment,
     };
     config.validate().map_err(crate::agent::into_engine)?;
     let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);

@@ -1,6 +1,8 @@
-//! Command line: `weft network …`, `weft daemon`, `weft version`.
+//! Command line: `weft network …`, `weft daemon`, `weft cluster …`, `weft bgp …`.
 
+mod bgp;
 mod cluster;
+mod debug;
 mod network;
 mod status;
 
@@ -41,11 +43,18 @@ pub enum Command {
     /// Multi-host cluster networks in etcd (init, reserve, unreserve, status).
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// The running daemon's BGP sessions and routes (bgp backend; read over its control
+    /// socket).
+    #[command(subcommand)]
+    Bgp(bgp::BgpCommand),
+    /// Tools for tests and debugging, not for production use.
+    #[command(subcommand, hide = true)]
+    Debug(debug::DebugCommand),
 }
 
 impl Command {
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Command::Daemon(_))
+        matches!(self, Command::Daemon(_) | Command::Debug(_))
     }
 }
 
@@ -55,5 +64,7 @@ pub fn run(cli: Cli) -> Result<(), EngineError> {
         Command::Status(args) => status::run(&cli.state_dir, args),
         Command::Daemon(args) => crate::daemon::run(&cli.state_dir, args),
         Command::Cluster(cmd) => cluster::run(&cli.state_dir, cmd),
+        Command::Bgp(cmd) => bgp::run(cmd),
+        Command::Debug(cmd) => debug::run(cmd),
     }
 }

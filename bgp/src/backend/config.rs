@@ -75,6 +75,10 @@ pub struct BgpBackendConfig {
     /// The reflectors this host peers with when `mesh` is off (cluster hosts or routers
     /// outside the cluster).
     pub route_reflectors: Vec<IpAddr>,
+    /// With `mesh` off, also take as reflectors the cluster hosts that say they are one in
+    /// their published data (see [`super::encap::published`]): the cluster agent names its
+    /// reflectors by host name, and only each host knows its own name.
+    pub route_reflectors_from_hosts: bool,
     /// Routers outside the cluster.
     pub external_peers: Vec<ExternalPeer>,
     /// Prefixes accepted from external peers besides the cluster networks (e.g. `0.0.0.0/0`
@@ -100,6 +104,9 @@ pub struct BgpBackendConfig {
     /// Seconds after start before routes this host's previous run left in the kernel, and
     /// that no peer announces again, are removed.
     pub startup_grace: u16,
+    /// Install a blackhole route for each of the host's own subnets. Off when the local
+    /// network keeps one itself (the routed driver does): one owner per kernel object.
+    pub blackhole: bool,
 }
 
 fn default_port() -> u16 {
@@ -115,6 +122,7 @@ impl Default for BgpBackendConfig {
             mesh: true,
             route_reflector_cluster_id: None,
             route_reflectors: Vec::new(),
+            route_reflectors_from_hosts: false,
             external_peers: Vec::new(),
             accept_from_external: Vec::new(),
             hold_time: 90,
@@ -126,6 +134,7 @@ impl Default for BgpBackendConfig {
             vxlan_port: 4789,
             connect_retry: 5,
             startup_grace: 30,
+            blackhole: true,
         }
     }
 }
@@ -158,7 +167,7 @@ impl BgpBackendConfig {
                     .into(),
             );
         }
-        if self.mesh && !self.route_reflectors.is_empty() {
+        if self.mesh && (!self.route_reflectors.is_empty() || self.route_reflectors_from_hosts) {
             return Err(
                 "route reflectors are listed but the node-to-node mesh is on: \
                  turn mesh off to peer with the reflectors only"
@@ -168,6 +177,7 @@ impl BgpBackendConfig {
         if !self.mesh
             && self.route_reflector_cluster_id.is_none()
             && self.route_reflectors.is_empty()
+            && !self.route_reflectors_from_hosts
             && self.external_peers.is_empty()
         {
             return Err(

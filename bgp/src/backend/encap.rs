@@ -14,6 +14,8 @@ use weft_drivers::{DriverError, MacAddr};
 
 /// The key of the VTEP MAC in a host's published backend data (as the vxlan backend).
 pub const VTEP_MAC: &str = "vtep_mac";
+/// The key that says a host is a route reflector (`true`) in its published data.
+pub const ROUTE_REFLECTOR: &str = "route_reflector";
 
 /// This host's tunnel devices and underlay, as the paths need them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -105,12 +107,22 @@ pub fn local_mac(vni: u32, public_ip: IpAddr) -> MacAddr {
     MacAddr([0x0e, vni as u8, tail[0], tail[1], tail[2], tail[3]])
 }
 
-/// What this host publishes for the others.
-pub fn published(vtep: Option<MacAddr>) -> serde_json::Value {
-    match vtep {
-        Some(mac) => json!({ VTEP_MAC: mac.to_string() }),
-        None => json!({}),
+/// What this host publishes for the others: its VTEP MAC when it has one, and whether it is a
+/// route reflector.
+pub fn published(vtep: Option<MacAddr>, reflector: bool) -> serde_json::Value {
+    let mut data = serde_json::Map::new();
+    if let Some(mac) = vtep {
+        data.insert(VTEP_MAC.into(), json!(mac.to_string()));
     }
+    if reflector {
+        data.insert(ROUTE_REFLECTOR.into(), json!(true));
+    }
+    serde_json::Value::Object(data)
+}
+
+/// Whether the host says it is a route reflector.
+pub fn is_reflector(host: &Peer) -> bool {
+    host.data.get(ROUTE_REFLECTOR) == Some(&json!(true))
 }
 
 #[cfg(test)]
@@ -200,6 +212,16 @@ mod tests {
     fn published_mac_is_stable_and_local() {
         let mac = local_mac(4096, ip("192.168.0.1"));
         assert_eq!(mac.to_string(), "0e:00:c0:a8:00:01");
-        assert_eq!(published(Some(mac))[VTEP_MAC], "0e:00:c0:a8:00:01");
+        assert_eq!(published(Some(mac), false)[VTEP_MAC], "0e:00:c0:a8:00:01");
+        assert_eq!(published(None, false), json!({}));
+        let reflector = published(None, true);
+        assert!(is_reflector(&Peer {
+            data: reflector,
+            ..host("192.168.0.2", None)
+        }));
+        assert!(!is_reflector(&host(
+            "192.168.0.2",
+            Some("0e:00:c0:a8:00:02")
+        )));
     }
 }

@@ -4,8 +4,10 @@
 //!   before anything else is made, on a kernel without ipip), starts the route programmer and
 //!   the speaker, announces the host's subnets and installs a blackhole route for each (proto
 //!   87, at a low priority so the local network's own route wins) so that unused addresses
-//!   never leak toward a default route. It returns the container MTU and the VTEP MAC the
-//!   other hosts need for VXLAN.
+//!   never leak toward a default route — unless the configuration leaves that to the local
+//!   network (`blackhole` off: the routed driver keeps its own). It returns the container MTU
+//!   and what the other hosts need: the VTEP MAC for VXLAN, and whether this host is a route
+//!   reflector.
 //! - The cluster's hosts, as the agent reports them, become neighbours ([`topology`]): all of
 //!   them in a full mesh, only the route reflectors otherwise (a reflector takes every host
 //!   as its client); external peers come from the configuration. Each host's address also
@@ -111,6 +113,8 @@ struct State {
     resolver: Resolver,
     /// The VXLAN neighbour and FDB entries per host.
     entries: Programmed,
+    /// Whether this backend owns the blackhole routes of the host's subnets.
+    blackhole: bool,
 }
 
 impl BgpBackend {
@@ -164,6 +168,11 @@ impl BgpBackend {
         let guard = self.state();
         let state = guard.as_ref().ok_or_else(not_initialized)?;
         state.programmer.flush().map_err(driver_error)
+    }
+
+    /// What the other hosts learn about this one from its lease.
+    fn published(&self, state: &State) -> serde_json::Value {
+        encap::published(state.vtep, self.config.route_reflector_cluster_id.is_some())
     }
 
     fn start(&self, node: &LocalNode, hosts: BTreeMap<String, Peer>) -> Result<State, DriverError> {
@@ -235,6 +244,7 @@ impl BgpBackend {
             hosts,
             resolver,
             entries: Programmed::default(),
+            blackhole: cfg.blackhole,
         };
         if let Err(e) = state.originate() {
             let errors = state.stop();
@@ -255,7 +265,9 @@ impl State {
                 .speaker()
                 .announce(subnet.trunc())
                 .map_err(driver_error)?;
-            self.netlink.replace_route(&blackhole(*subnet))?;
+            if self.blackhole {
+                self.netlink.replace_route(&blackhole(*subnet))?;
+            }
         }
         Ok(())
     }
@@ -303,6 +315,8 @@ impl State {
 
     fn neighbours(&self, cfg: &BgpBackendConfig) -> Result<Vec<NeighbourStatus>, DriverError> {
         let configured = self.host.speaker().peers();
+        let hosts: Vec<Peer> = self.hosts.values().cloned().collect();
+        let reflectors = topology::reflectors(cfg, &hosts);
         let statuses = self
             .host
             .call(|s| async move { s.status().await })
@@ -314,7 +328,7 @@ impl State {
                 let role = match configured.get(&s.address) {
                     _ if cfg.external_peers.iter().any(|p| p.address == s.address) => "external",
                     Some(p) if p.rr_client => "rr-client",
-                    _ if cfg.route_reflectors.contains(&s.address) => "route-reflector",
+                    _ if reflectors.contains(&s.address) => "route-reflector",
                     _ => "mesh",
                 };
                 NeighbourStatus {
@@ -341,6 +355,7 @@ impl State {
             devices,
             host,
             programmer,
+            blackhole: owns_blackholes,
             ..
         } = self;
         let mut errors = Vec::new();
@@ -348,7 +363,12 @@ impl State {
         if let Err(e) = programmer.stop(true) {
             errors.push(driver_error(e));
         }
-        for subnet in &node.subnets {
+        let holes = if owns_blackholes {
+            &node.subnets[..]
+        } else {
+            &[]
+        };
+        for subnet in holes {
             match netlink.del_route(&blackhole(*subnet)) {
                 Err(e) if !is_gone(&e) => errors.push(e),
                 _ => {}
@@ -395,7 +415,7 @@ impl Backend for BgpBackend {
         if let Some(s) = guard.as_ref() {
             if s.node == *node {
                 return Ok(BackendInit {
-                    data: encap::published(s.vtep),
+                    data: self.published(s),
                     mtu: s.mtu,
                 });
             }
@@ -418,7 +438,7 @@ impl Backend for BgpBackend {
             }
         }
         let answer = BackendInit {
-            data: encap::published(state.vtep),
+            data: self.published(&state),
             mtu: state.mtu,
         };
         tracing::info!(
@@ -513,7 +533,12 @@ impl Backend for BgpBackend {
             state.entries.clear();
         }
         let present = state.netlink.routes(None, Some(MAIN_TABLE))?;
-        for subnet in state.node.subnets.clone() {
+        let owned = if state.blackhole {
+            state.node.subnets.clone()
+        } else {
+            Vec::new()
+        };
+        for subnet in owned {
             let hole = blackhole(subnet);
             let there = present.iter().any(|r| {
                 r.kind == RouteKind::Blackhole
@@ -556,6 +581,11 @@ impl Backend for BgpBackend {
             "encapsulation": self.config.encapsulation,
             "mesh": self.config.mesh,
             "route_reflector_cluster_id": self.config.route_reflector_cluster_id,
+            "route_reflectors": topology::reflectors(
+                &self.config,
+                &state.hosts.values().cloned().collect::<Vec<_>>(),
+            ),
+            "blackhole": state.blackhole,
             "announced": state.node.subnets,
             "mtu": state.mtu,
             "vtep_mac": state.vtep.map(|m| m.to_string()),

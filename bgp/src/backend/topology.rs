@@ -1,12 +1,15 @@
 //! Who this host's BGP neighbours are (pure): the cluster's hosts in a full mesh, or only the
 //! route reflectors (a reflector takes every host as its client), plus the external peers.
+//! Reflectors are listed by address, or (with `route_reflectors_from_hosts`) found among the
+//! cluster's hosts by what they publish.
 
 use super::config::BgpBackendConfig;
+use super::encap;
 use crate::codec::Family;
 use crate::policy::{PeerPolicy, PolicyAction, PrefixList, PrefixRule};
 use crate::speaker::PeerConfig;
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use weft_drivers::backend::{LocalNode, Peer};
 
@@ -29,19 +32,20 @@ pub fn neighbours(
         policy: cluster.clone(),
         ..session(cfg, local, address, cfg.asn)
     };
+    let reflectors = reflectors(cfg, hosts);
     if cfg.mesh {
         for ip in others {
             out.insert(ip, ibgp(ip, false));
         }
     } else if cfg.route_reflector_cluster_id.is_some() {
         // A reflector serves every host; fellow reflectors are plain iBGP neighbours.
-        for ip in others.chain(cfg.route_reflectors.iter().copied()) {
+        for ip in others.chain(reflectors.iter().copied()) {
             if ip != local.public_ip {
-                out.insert(ip, ibgp(ip, !cfg.route_reflectors.contains(&ip)));
+                out.insert(ip, ibgp(ip, !reflectors.contains(&ip)));
             }
         }
     } else {
-        for ip in &cfg.route_reflectors {
+        for ip in &reflectors {
             if *ip != local.public_ip {
                 out.insert(*ip, ibgp(*ip, false));
             }
@@ -53,6 +57,21 @@ pub fn neighbours(
         c.passive = p.passive;
         c.policy = external_policy(cfg, local, p.max_prefixes);
         out.insert(p.address, c);
+    }
+    out
+}
+
+/// The route reflectors: the configured addresses, and the cluster hosts that publish
+/// themselves as one when the configuration says to look.
+pub fn reflectors(cfg: &BgpBackendConfig, hosts: &[Peer]) -> BTreeSet<IpAddr> {
+    let mut out: BTreeSet<IpAddr> = cfg.route_reflectors.iter().copied().collect();
+    if cfg.route_reflectors_from_hosts && !cfg.mesh {
+        out.extend(
+            hosts
+                .iter()
+                .filter(|h| encap::is_reflector(h))
+                .map(|h| h.public_ip),
+        );
     }
     out
 }
@@ -207,6 +226,67 @@ mod tests {
         let n = neighbours(&reflector, &node("192.168.0.1"), &hosts());
         assert_eq!(n.len(), 2);
         assert!(n.values().all(|p| p.rr_client));
+    }
+
+    #[test]
+    fn reflectors_are_found_among_the_hosts_by_what_they_publish() {
+        let mut all = hosts();
+        all[0].data = encap::published(None, true);
+        let client = BgpBackendConfig {
+            mesh: false,
+            route_reflectors_from_hosts: true,
+            ..Default::default()
+        };
+        client.validate().unwrap();
+        let n = neighbours(&client, &node("192.168.0.2"), &all);
+        assert_eq!(
+            n.keys().copied().collect::<Vec<_>>(),
+            vec![ip("192.168.0.1")]
+        );
+        // The reflector itself: the other hosts are its clients.
+        let reflector = BgpBackendConfig {
+            route_reflector_cluster_id: Some(Ipv4Addr::new(1, 0, 0, 1)),
+            ..client.clone()
+        };
+        let n = neighbours(&reflector, &node("192.168.0.1"), &all);
+        assert_eq!(n.len(), 2);
+        assert!(n.values().all(|p| p.rr_client));
+        // Not looking: a publishing host is not taken.
+        let blind = BgpBackendConfig {
+            route_reflectors_from_hosts: false,
+            external_peers: vec![ExternalPeer {
+                address: ip("192.168.0.254"),
+                asn: 65000,
+                port: 179,
+                passive: false,
+                max_prefixes: None,
+            }],
+            ..client.clone()
+        };
+        let n = neighbours(&blind, &node("192.168.0.2"), &all);
+        assert_eq!(
+            n.keys().copied().collect::<Vec<_>>(),
+            vec![ip("192.168.0.254")]
+        );
+        // No reflector has published yet: a client waits with no cluster neighbour.
+        let n = neighbours(&client, &node("192.168.0.2"), &hosts());
+        assert!(n.is_empty());
+    }
+
+    #[test]
+    fn two_reflectors_are_each_others_plain_neighbours() {
+        let mut all = hosts();
+        all[0].data = encap::published(None, true);
+        all[1].data = encap::published(None, true);
+        let reflector = BgpBackendConfig {
+            mesh: false,
+            route_reflectors_from_hosts: true,
+            route_reflector_cluster_id: Some(Ipv4Addr::new(1, 0, 0, 1)),
+            ..Default::default()
+        };
+        let n = neighbours(&reflector, &node("192.168.0.1"), &all);
+        assert!(!n[&ip("192.168.0.2")].rr_client, "fellow reflector");
+        assert!(n[&ip("192.168.0.3")].rr_client, "client");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod lease;
 pub mod local;
 
 pub use choose::{choose_subnet, ChoiceInput, Claim};
-pub use config::{BackendConfig, ClusterConfig};
+pub use config::{Attachment, BackendConfig, BgpClusterConfig, ClusterConfig};
 pub use error::ClusterError;
 pub use keeper::{Action, Event, Input, Keeper, KeeperConfig, Request};
 pub use lease::{Keys, Lease, LeaseValue, Reservation, DEFAULT_PREFIX};

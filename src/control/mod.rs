@@ -1,0 +1,174 @@
+//! The daemon's control socket: a small JSON API on a unix socket for what only the running
+//! daemon knows — its BGP sessions and the routes they carry. `weft bgp status|routes` are its
+//! clients.
+//!
+//! One request per connection: the client writes one JSON line `{"method": "bgp.status"}`,
+//! the daemon answers one JSON line, `{"result": …}` or `{"error": "…"}`, and closes. The
+//! data comes from the backend's own status methods; this module only carries it.
+
+pub mod client;
+pub mod server;
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use weft_bgp::BgpBackend;
+use weft_drivers::backend::Backend;
+
+/// Where the daemon serves the control API unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/weft/weft.sock";
+/// Environment variable naming the socket, for the daemon and the CLI alike.
+pub const SOCKET_ENV: &str = "WEFT_CONTROL_SOCKET";
+
+/// The methods the daemon answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    /// The daemon itself: pid, version, cluster, backend.
+    #[serde(rename = "daemon.info")]
+    Info,
+    /// The bgp backend's neighbours, announced subnets and route counters.
+    #[serde(rename = "bgp.status")]
+    BgpStatus,
+    /// The Loc-RIB and what the route programmer keeps in the kernel.
+    #[serde(rename = "bgp.routes")]
+    BgpRoutes,
+}
+
+/// One request line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// What is asked.
+    pub method: Method,
+}
+
+/// One answer line: exactly one of the two is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Response {
+    /// The answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Why there is none, as the user should read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the running daemon has that the control API shows. The cluster agent fills it in as
+/// it joins and makes its backend.
+#[derive(Default)]
+pub struct ControlState {
+    inner: Mutex<Live>,
+}
+
+#[derive(Default, Clone)]
+struct Live {
+    cluster: Option<String>,
+    backend: Option<&'static str>,
+    bgp: Option<Arc<BgpBackend>>,
+}
+
+impl ControlState {
+    /// The cluster this daemon joins (`--cluster`).
+    pub fn set_cluster(&self, name: &str) {
+        self.live().cluster = Some(name.to_string());
+    }
+
+    /// The backend now in use; `bgp` is set when it is the bgp backend.
+    pub fn set_backend(&self, name: &'static str, bgp: Option<Arc<BgpBackend>>) {
+        let mut live = self.live();
+        live.backend = Some(name);
+        live.bgp = bgp;
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers one request (blocking: the backend's status calls wait for its threads).
+    pub fn answer(&self, method: Method) -> Result<serde_json::Value, String> {
+        let live = self.live().clone();
+        match method {
+            Method::Info => Ok(serde_json::json!({
+                "pid": std::process::id(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "cluster": live.cluster,
+                "backend": live.backend,
+            })),
+            Method::BgpStatus => {
+                let bgp = live.bgp()?;
+                let mut status = bgp.status().map_err(|e| e.to_string())?;
+                status["cluster"] = serde_json::json!(live.cluster);
+                Ok(status)
+            }
+            Method::BgpRoutes => {
+                let bgp = live.bgp()?;
+                let routes = bgp.routes().map_err(|e| {
+                    format!(
+                        "{e} (the host may not have joined its cluster yet; see `weft bgp status`)"
+                    )
+                })?;
+                let mut value = serde_json::to_value(routes).map_err(|e| e.to_string())?;
+                value["cluster"] = serde_json::json!(live.cluster);
+                Ok(value)
+            }
+        }
+    }
+}
+
+impl Live {
+    fn bgp(&self) -> Result<&Arc<BgpBackend>, String> {
+        if let Some(bgp) = &self.bgp {
+            return Ok(bgp);
+        }
+        Err(match (&self.cluster, self.backend) {
+            (None, _) => "this weft daemon runs no bgp backend: it joins no cluster (start it \
+                          with --cluster NAME on a cluster made with --backend bgp)"
+                .to_string(),
+            (Some(c), Some(b)) => {
+                format!("this weft daemon runs no bgp backend: cluster {c} uses the {b} backend")
+            }
+            (Some(c), None) => format!(
+                "this weft daemon has not started its backend yet: it is still joining cluster \
+                 {c} (see `weft cluster status {c}`)"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_answers_have_one_json_shape() {
+        let line = serde_json::to_string(&Request {
+            method: Method::BgpStatus,
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"method":"bgp.status"}"#);
+        let parsed: Request = serde_json::from_str(r#"{"method":"bgp.routes"}"#).unwrap();
+        assert_eq!(parsed.method, Method::BgpRoutes);
+        assert!(serde_json::from_str::<Request>(r#"{"method":"bgp.nope"}"#).is_err());
+        let err = Response {
+            error: Some("x".into()),
+            ..Response::default()
+        };
+        assert_eq!(serde_json::to_string(&err).unwrap(), r#"{"error":"x"}"#);
+    }
+
+    #[test]
+    fn without_a_bgp_backend_the_answer_says_why() {
+        let state = ControlState::default();
+        let e = state.answer(Method::BgpStatus).unwrap_err();
+        assert!(e.contains("joins no cluster"), "{e}");
+        state.set_cluster("c1");
+        let e = state.answer(Method::BgpRoutes).unwrap_err();
+        assert!(e.contains("still joining cluster c1"), "{e}");
+        state.set_backend("vxlan", None);
+        let e = state.answer(Method::BgpStatus).unwrap_err();
+        assert!(e.contains("cluster c1 uses the vxlan backend"), "{e}");
+        let info = state.answer(Method::Info).unwrap();
+        assert_eq!(info["cluster"], "c1");
+        assert_eq!(info["backend"], "vxlan");
+        assert_eq!(info["pid"], std::process::id());
+    }
+}
