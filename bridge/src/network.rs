@@ -79,7 +79,6 @@ pub fn create<R: NftRunner>(fw: &Firewall<R>, net: &Network) -> Result<(), Drive
     };
     let result = configure(&mut nl, fw, net, &config, index);
     if result.is_err() && created {
-        let _ = fw.revoke_from_docker(&firewall_rules(net, &config));
         let _ = fw.remove_network(&firewall_rules(net, &config));
         let _ = nl.del_link(index);
     }
@@ -118,9 +117,7 @@ fn configure<R: NftRunner>(
         }
     }
     nl.set_up(index)?;
-    let rules = firewall_rules(net, config);
-    fw.apply_network(&rules)?;
-    fw.allow_through_docker(&rules)
+    fw.apply_network(&firewall_rules(net, config))
 }
 
 /// Removes the firewall rules and the bridge (only if weft made it). Keeps going past failures.
@@ -128,9 +125,6 @@ pub fn delete<R: NftRunner>(fw: &Firewall<R>, net: &Network) -> Result<(), Drive
     let config = BridgeConfig::from_network(net)?;
     let mut errors = Vec::new();
     if let Err(e) = fw.remove_network(&firewall_rules(net, &config)) {
-        errors.push(e);
-    }
-    if let Err(e) = fw.revoke_from_docker(&firewall_rules(net, &config)) {
         errors.push(e);
     }
     match Netlink::open() {

@@ -15,11 +15,14 @@ pub const DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
 pub const MTU: &str = "com.docker.network.driver.mtu";
 pub const CONTAINER_IFACE_PREFIX: &str = "com.docker.network.container_iface_prefix";
 pub const HAIRPIN: &str = "weft.hairpin";
+/// Docker's way of picking a weft driver (`-o weft.mode=bridge|routed`); nothing to do here.
+pub const MODE: &str = "weft.mode";
 /// Comma-separated cluster networks (multi-host) this network's subnet belongs to: traffic to
 /// them keeps its source address (never masqueraded).
 pub const CLUSTER_CIDR: &str = "weft.cluster.cidr";
 
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 10] = [
+    MODE,
     BRIDGE_NAME,
     ENABLE_ICC,
     ENABLE_IP_MASQUERADE,

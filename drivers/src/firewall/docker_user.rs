@@ -76,11 +76,35 @@ fn succeeds(ipt: &dyn Iptables, family: Family, args: &[String]) -> Result<bool,
     ipt.run(family, args).map(|(ok, _)| ok)
 }
 
+/// Where a network's traffic is recognised: by its bridge, or (routed networks, whose containers
+/// each have their own host interface) by its subnets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    Interface(&'a str),
+    Subnets(&'a [IpNet]),
+}
+
+impl std::fmt::Display for Scope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Interface(i) => write!(f, "bridge {i}"),
+            Scope::Subnets(s) => write!(
+                f,
+                "subnets {}",
+                s.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+}
+
 /// What the rules of one network are keyed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkPorts<'a> {
-    /// The network's bridge.
-    pub interface: &'a str,
+    /// The network's bridge or subnets.
+    pub scope: Scope<'a>,
     /// Short network id, written into the rules' comment.
     pub key: &'a str,
     /// Whether the network has IPv6 subnets (IPv6 rules are only added then).
@@ -146,16 +170,74 @@ pub fn cluster_rule(interface: &str, key: &str, prefix: &IpNet) -> Vec<String> {
     .collect()
 }
 
+/// The accept rules of a network known by its subnets: from each subnet of the family, and
+/// replies or published-port traffic into it.
+fn subnet_rules(subnet: &IpNet, key: &str) -> [Vec<String>; 2] {
+    let mark = comment(key);
+    let sub = subnet.trunc().to_string();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    [
+        s(&[
+            "-s",
+            &sub,
+            "-m",
+            "comment",
+            "--comment",
+            &mark,
+            "-j",
+            "ACCEPT",
+        ]),
+        s(&[
+            "-d",
+            &sub,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED,DNAT",
+            "-m",
+            "comment",
+            "--comment",
+            &mark,
+            "-j",
+            "ACCEPT",
+        ]),
+    ]
+}
+
+fn of_family(p: &IpNet, family: Family) -> bool {
+    p.addr().is_ipv6() == (family == Family::V6)
+}
+
 /// Every rule of the network in one family's chain.
-fn family_rules(interface: &str, key: &str, cluster: &[IpNet], family: Family) -> Vec<Vec<String>> {
-    let mut all: Vec<Vec<String>> = rules(interface, key).into();
-    all.extend(
-        cluster
-            .iter()
-            .filter(|p| p.addr().is_ipv6() == (family == Family::V6))
-            .map(|p| cluster_rule(interface, key, p)),
-    );
-    all
+fn family_rules(scope: Scope, key: &str, cluster: &[IpNet], family: Family) -> Vec<Vec<String>> {
+    let cluster = cluster.iter().filter(|p| of_family(p, family));
+    match scope {
+        Scope::Interface(interface) => {
+            let mut all: Vec<Vec<String>> = rules(interface, key).into();
+            all.extend(cluster.map(|p| cluster_rule(interface, key, p)));
+            all
+        }
+        Scope::Subnets(subnets) => {
+            let own: Vec<&IpNet> = subnets.iter().filter(|s| of_family(s, family)).collect();
+            let mut all: Vec<Vec<String>> = own.iter().flat_map(|s| subnet_rules(s, key)).collect();
+            for p in cluster {
+                for s in &own {
+                    let mut rule = vec![
+                        "-s".to_string(),
+                        p.to_string(),
+                        "-d".into(),
+                        s.trunc().to_string(),
+                    ];
+                    rule.extend(
+                        ["-m", "comment", "--comment", &comment(key), "-j", "ACCEPT"]
+                            .map(String::from),
+                    );
+                    all.push(rule);
+                }
+            }
+            all
+        }
+    }
 }
 
 fn with_op(op: &str, rule: &[String]) -> Vec<String> {
@@ -189,26 +271,26 @@ pub fn allow(ipt: &dyn Iptables, net: &NetworkPorts) -> Result<(), DriverError> 
     for &family in families {
         if !chain_exists(ipt, family)? {
             if family == Family::V4 && forward_drops(ipt, family) {
-                warn!(bridge = net.interface, "iptables FORWARD drops traffic and there is no {CHAIN} chain to accept weft's in; containers may not reach the outside");
+                warn!(network = %net.scope, "iptables FORWARD drops traffic and there is no {CHAIN} chain to accept weft's in; containers may not reach the outside");
             }
             continue;
         }
-        for rule in family_rules(net.interface, net.key, net.cluster, family) {
+        for rule in family_rules(net.scope, net.key, net.cluster, family) {
             if succeeds(ipt, family, &with_op("-C", &rule))? {
                 continue;
             }
             if !succeeds(ipt, family, &with_op("-I", &rule))? {
                 return Err(DriverError::Firewall {
                     message: format!(
-                        "{} refused an accept rule for bridge {} in Docker's {CHAIN} chain; check `{} -S {CHAIN}`",
+                        "{} refused an accept rule for {} in Docker's {CHAIN} chain; check `{} -S {CHAIN}`",
                         family.binary(),
-                        net.interface,
+                        net.scope,
                         family.binary()
                     ),
                 });
             }
             info!(
-                bridge = net.interface,
+                network = %net.scope,
                 family = family.binary(),
                 "accepted in Docker's {CHAIN} chain"
             );
@@ -221,12 +303,12 @@ pub fn allow(ipt: &dyn Iptables, net: &NetworkPorts) -> Result<(), DriverError> 
 /// absent chains are not an error.
 pub fn revoke(
     ipt: &dyn Iptables,
-    interface: &str,
+    scope: Scope,
     key: &str,
     cluster: &[IpNet],
 ) -> Result<(), DriverError> {
     for family in [Family::V4, Family::V6] {
-        for rule in family_rules(interface, key, cluster, family) {
+        for rule in family_rules(scope, key, cluster, family) {
             // Bounded: each round removes one copy, and a failed delete ends it.
             for _ in 0..16 {
                 match succeeds(ipt, family, &with_op("-C", &rule)) {
@@ -238,7 +320,7 @@ pub fn revoke(
                 if !succeeds(ipt, family, &with_op("-D", &rule))? {
                     return Err(DriverError::Firewall {
                         message: format!(
-                            "{} could not delete weft's rule for bridge {interface} from {CHAIN}; remove it with `{} -D {CHAIN} {}`",
+                            "{} could not delete weft's rule for {scope} from {CHAIN}; remove it with `{} -D {CHAIN} {}`",
                             family.binary(),
                             family.binary(),
                             rule.join(" ")
@@ -321,7 +403,7 @@ mod tests {
 
     fn net(ipv6: bool) -> NetworkPorts<'static> {
         NetworkPorts {
-            interface: "br-0123456789ab",
+            scope: Scope::Interface("br-0123456789ab"),
             key: "0123456789ab",
             ipv6,
             cluster: &[],
@@ -359,7 +441,13 @@ mod tests {
             ipt.rules(Family::V6).is_empty(),
             "no IPv6 rules for an IPv4 network"
         );
-        revoke(&ipt, "br-0123456789ab", "0123456789ab", &[]).unwrap();
+        revoke(
+            &ipt,
+            Scope::Interface("br-0123456789ab"),
+            "0123456789ab",
+            &[],
+        )
+        .unwrap();
         assert_eq!(ipt.rules(Family::V4), vec![vec!["-j", "RETURN"]]);
     }
 
@@ -383,7 +471,13 @@ mod tests {
             "-s 10.244.0.0/16 -o br-0123456789ab -m comment --comment weft:0123456789ab -j ACCEPT"
         );
         assert!(ipt.rules(Family::V6).is_empty(), "an IPv4 network");
-        revoke(&ipt, "br-0123456789ab", "0123456789ab", &cluster).unwrap();
+        revoke(
+            &ipt,
+            Scope::Interface("br-0123456789ab"),
+            "0123456789ab",
+            &cluster,
+        )
+        .unwrap();
         assert!(ipt.rules(Family::V4).is_empty());
     }
 
@@ -392,8 +486,53 @@ mod tests {
         let ipt = FakeIptables::new(true, true);
         allow(&ipt, &net(true)).unwrap();
         assert_eq!(ipt.rules(Family::V6).len(), 2);
-        revoke(&ipt, "br-0123456789ab", "0123456789ab", &[]).unwrap();
+        revoke(
+            &ipt,
+            Scope::Interface("br-0123456789ab"),
+            "0123456789ab",
+            &[],
+        )
+        .unwrap();
         assert!(ipt.rules(Family::V6).is_empty());
+    }
+
+    #[test]
+    fn networks_without_a_bridge_are_matched_by_subnet() {
+        let ipt = FakeIptables::new(true, true);
+        let subnets: Vec<IpNet> = vec![
+            "10.33.0.0/24".parse().unwrap(),
+            "fd33::/64".parse().unwrap(),
+        ];
+        let cluster: Vec<IpNet> = vec!["10.244.0.0/16".parse().unwrap()];
+        let n = NetworkPorts {
+            scope: Scope::Subnets(&subnets),
+            key: "k",
+            ipv6: true,
+            cluster: &cluster,
+        };
+        allow(&ipt, &n).unwrap();
+        let v4: Vec<String> = ipt.rules(Family::V4).iter().map(|r| r.join(" ")).collect();
+        assert!(
+            v4.contains(&"-s 10.33.0.0/24 -m comment --comment weft:k -j ACCEPT".to_string()),
+            "{v4:?}"
+        );
+        assert!(
+            v4.iter()
+                .any(|r| r.starts_with("-d 10.33.0.0/24 -m conntrack")),
+            "{v4:?}"
+        );
+        assert!(
+            v4.iter()
+                .any(|r| r.starts_with("-s 10.244.0.0/16 -d 10.33.0.0/24")),
+            "{v4:?}"
+        );
+        assert_eq!(
+            ipt.rules(Family::V6).len(),
+            2,
+            "the IPv6 subnet's two rules"
+        );
+        revoke(&ipt, Scope::Subnets(&subnets), "k", &cluster).unwrap();
+        assert!(ipt.rules(Family::V4).is_empty() && ipt.rules(Family::V6).is_empty());
     }
 
     #[test]
@@ -406,6 +545,12 @@ mod tests {
             calls.iter().all(|c| !c.contains(" -I ")),
             "no insert without the chain: {calls:?}"
         );
-        revoke(&ipt, "br-0123456789ab", "0123456789ab", &[]).unwrap();
+        revoke(
+            &ipt,
+            Scope::Interface("br-0123456789ab"),
+            "0123456789ab",
+            &[],
+        )
+        .unwrap();
     }
 }

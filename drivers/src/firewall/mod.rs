@@ -78,30 +78,41 @@ impl<R: NftRunner> Firewall<R> {
         }
     }
 
-    /// Accepts the network's bridge traffic in Docker's `DOCKER-USER` chain when a dockerd's
-    /// is there (see `docker_user`); repeating it adds nothing.
-    pub fn allow_through_docker(&self, net: &NetworkRules) -> Result<(), DriverError> {
-        match (&self.docker_user, &net.interface) {
-            (Some(ipt), Some(interface)) => docker_user::allow(
+    /// Where Docker's `DOCKER-USER` rules find the network's traffic.
+    fn docker_scope(net: &NetworkRules) -> docker_user::Scope<'_> {
+        match &net.interface {
+            Some(interface) => docker_user::Scope::Interface(interface),
+            None => docker_user::Scope::Subnets(&net.subnets),
+        }
+    }
+
+    /// Accepts the network's traffic in Docker's `DOCKER-USER` chain when a dockerd's is there
+    /// (see `docker_user`); repeating it adds nothing.
+    fn allow_through_docker(&self, net: &NetworkRules) -> Result<(), DriverError> {
+        match &self.docker_user {
+            Some(ipt) => docker_user::allow(
                 ipt.as_ref(),
                 &docker_user::NetworkPorts {
-                    interface,
+                    scope: Self::docker_scope(net),
                     key: &net.key,
                     ipv6: net.subnets.iter().any(|s| matches!(s, IpNet::V6(_))),
                     cluster: &net.cluster,
                 },
             ),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
     /// Removes what `allow_through_docker` added; absent rules are not an error.
-    pub fn revoke_from_docker(&self, net: &NetworkRules) -> Result<(), DriverError> {
-        match (&self.docker_user, &net.interface) {
-            (Some(ipt), Some(interface)) => {
-                docker_user::revoke(ipt.as_ref(), interface, &net.key, &net.cluster)
-            }
-            _ => Ok(()),
+    fn revoke_from_docker(&self, net: &NetworkRules) -> Result<(), DriverError> {
+        match &self.docker_user {
+            Some(ipt) => docker_user::revoke(
+                ipt.as_ref(),
+                Self::docker_scope(net),
+                &net.key,
+                &net.cluster,
+            ),
+            None => Ok(()),
         }
     }
 
@@ -112,16 +123,23 @@ impl<R: NftRunner> Firewall<R> {
     /// Creates (or repairs) the table's structure, then the network's rules, each in one
     /// transaction. Two, because nft 1.0.6 refuses an element of an interval verdict map in the
     /// transaction that creates the map and a rule using it.
+    /// With a dockerd next door, the network's traffic is accepted in its `DOCKER-USER` chain too.
     pub fn apply_network(&self, net: &NetworkRules) -> Result<(), DriverError> {
         self.runner.run(&ruleset::base())?;
-        self.runner.run(&ruleset::network_add(net))
+        self.runner.run(&ruleset::network_add(net))?;
+        self.allow_through_docker(net)
     }
 
-    /// Removes the network's rules and set elements; absent ones are not an error.
+    /// Removes the network's rules and set elements (and its `DOCKER-USER` rules); absent ones
+    /// are not an error. Keeps going past a failure and reports every one.
     pub fn remove_network(&self, net: &NetworkRules) -> Result<(), DriverError> {
         let mut script = ruleset::base();
         script.push_str(&ruleset::network_remove(net));
-        self.runner.run(&script)
+        let errors: Vec<DriverError> = [self.revoke_from_docker(net), self.runner.run(&script)]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        DriverError::collect(errors)
     }
 
     /// Adds DNAT entries. Fails as a whole (nothing added) if any host port is taken in the kernel.

@@ -23,7 +23,7 @@ pub mod wire;
 
 pub use api::{DockerApi, HostPrefixes, Method, Reply};
 pub use error::DockerError;
-pub use network::{network_name, ENGINE_DRIVER};
+pub use network::network_name;
 pub use server::{serve, SOCKET_PATH};
 
 #[cfg(test)]

@@ -21,9 +21,6 @@ use super::wire::{
     ProgramExternalConnectivityRequest, StaticRoute,
 };
 
-/// The engine driver that builds Docker's weft networks.
-pub const ENGINE_DRIVER: &str = "bridge";
-
 /// What Docker renames the container side to (`eth0`, `eth1`, … in join order).
 const DST_PREFIX: &str = "eth";
 
@@ -45,6 +42,7 @@ impl DockerApi {
         let enable_ipv6 =
             options::flag(&opts, ENABLE_IPV6).map_err(|e| DockerError::bad(method, e))?;
         let internal = options::flag(&opts, INTERNAL).map_err(|e| DockerError::bad(method, e))?;
+        let driver = options::driver_of(&generic).map_err(|e| DockerError::bad(method, e))?;
         let mut subnets = Vec::new();
         for data in req
             .ipv4_data
@@ -60,10 +58,17 @@ impl DockerApi {
         if let Some(cluster) = generic.get(CLUSTER) {
             return self.create_cluster_alias(&req, cluster, &generic, internal, &subnets);
         }
+        if driver == "routed" {
+            // Containers route through 169.254.1.1; the gateway Docker's IPAM reserved stays
+            // unused rather than being put on the host.
+            for s in &mut subnets {
+                s.gateway = None;
+            }
+        }
         let record = self.controller.create_network(NetworkRequest {
             name: network_name(&req.network_id),
             id: Some(req.network_id.clone()),
-            driver: ENGINE_DRIVER.to_string(),
+            driver: driver.to_string(),
             internal,
             enable_ipv6,
             ipam: IpamRequest::Given(subnets),

@@ -25,6 +25,18 @@ pub const GATEWAY_ADDRESS_TYPE: &str = "com.docker.network.gateway";
 /// `-o weft.cluster=NAME` (network) and `--ipam-opt weft.cluster=NAME` (pool): the network is
 /// this host's part of cluster network NAME (see `cluster`).
 pub const CLUSTER: &str = "weft.cluster";
+/// `-o weft.mode=routed` picks the routed (Calico-style, no bridge) driver; `bridge` is the
+/// default.
+pub const MODE: &str = "weft.mode";
+
+/// The engine driver a Docker network's `-o weft.mode` asks for.
+pub fn driver_of(generic: &BTreeMap<String, String>) -> Result<&'static str, String> {
+    match generic.get(MODE).map(String::as_str) {
+        None | Some("") | Some("bridge") => Ok("bridge"),
+        Some("routed") => Ok("routed"),
+        Some(other) => Err(format!("option {MODE}={other:?}: use bridge or routed")),
+    }
+}
 
 /// A string option map (`-o` values are strings; anything else is written as JSON text).
 pub fn string_map(value: Option<&Value>) -> Result<BTreeMap<String, String>, String> {
