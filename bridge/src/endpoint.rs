@@ -89,6 +89,7 @@ pub fn join(net: &Network, ep: &Endpoint, sandbox: &Sandbox) -> Result<JoinInfo,
         gateway_v6,
         static_routes: Vec::new(),
         host_ifname: host_name,
+        addresses: ep.addresses.clone(),
     })
 }
 

@@ -23,6 +23,11 @@ pub struct JoinInfo {
     pub static_routes: Vec<StaticRoute>,
     /// Name of the host-side interface.
     pub host_ifname: String,
+    /// The addresses as the container interface carries them (the routed driver gives host
+    /// prefixes, /32 and /128, where IPAM handed out the subnet's length). Empty in records
+    /// made before weft kept it: the endpoint's addresses then.
+    #[serde(default)]
+    pub addresses: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,6 +52,7 @@ impl NetworkDriver for FakeDriver {
             gateway_v6: None,
             static_routes: vec![],
             host_ifname: "vethfake".into(),
+            addresses: vec![],
         })
     }
     fn leave(&self, _: &Network, _: &Endpoint) -> Result<(), DriverError> {

@@ -107,6 +107,7 @@ pub fn join(net: &Network, ep: &Endpoint, sandbox: &Sandbox) -> Result<JoinInfo,
             .into_iter()
             .collect(),
         host_ifname: host_name,
+        addresses: ep.addresses.iter().map(host_prefix).collect(),
     })
 }
 

@@ -81,6 +81,7 @@ fn nothing_to_hand_over() -> JoinInfo {
         gateway_v6: None,
         static_routes: Vec::new(),
         host_ifname: String::new(),
+        addresses: Vec::new(),
     }
 }
 

@@ -47,6 +47,14 @@ pub fn default_dst(gw: IpAddr) -> IpNet {
 }
 
 /// The endpoint's gateway for `addr`'s family (none on internal networks).
+/// The addresses as the container interface carries them.
+pub fn container_addresses(ep: &EndpointRecord) -> Vec<IpNet> {
+    match &ep.join {
+        Some(j) if !j.addresses.is_empty() => j.addresses.clone(),
+        _ => ep.endpoint.addresses.clone(),
+    }
+}
+
 pub fn gateway_for(ep: &EndpointRecord, addr: IpAddr) -> Option<IpAddr> {
     let join = ep.join.as_ref()?;
     match addr {
@@ -149,7 +157,7 @@ fn check_route(ep: &EndpointRecord, r: &RouteEntry) -> Result<(), CniError> {
     Ok(())
 }
 
-/// The CNI result of an endpoint: the bridge, the host-side veth and the container interface
+/// The CNI result of an endpoint: the bridge (if any), the host-side veth and the container interface
 /// (MACs and MTUs as the kernel has them), its addresses on the container interface, `routes`,
 /// and `dns`.
 pub fn result(
@@ -171,16 +179,11 @@ pub fn result(
             join.host_ifname
         ))
     })?;
+    // A bridge network lists its bridge first; a routed one has none.
     let bridge = match host.master {
         Some(i) => nl.link_by_index(i)?,
         None => None,
-    }
-    .ok_or_else(|| {
-        CniError::Io(format!(
-            "host interface {} is on no bridge right after it was attached",
-            host.name
-        ))
-    })?;
+    };
     let iface = |name: &str, mac: Option<String>, mtu: u32, sandbox: Option<String>| Interface {
         name: name.to_string(),
         mac,
@@ -188,29 +191,29 @@ pub fn result(
         sandbox,
         extra: Default::default(),
     };
-    let interfaces = vec![
-        iface(
-            &bridge.name,
-            bridge.mac.map(|m| m.to_string()),
-            bridge.mtu,
-            None,
-        ),
-        iface(&host.name, host.mac.map(|m| m.to_string()), host.mtu, None),
-        iface(
-            &ep.endpoint.ifname,
-            Some(ep.endpoint.mac.to_string()),
-            host.mtu,
-            Some(netns.display().to_string()),
-        ),
-    ];
-    let ips = ep
-        .endpoint
-        .addresses
+    let mut interfaces: Vec<Interface> = bridge
         .iter()
+        .map(|b| iface(&b.name, b.mac.map(|m| m.to_string()), b.mtu, None))
+        .collect();
+    interfaces.push(iface(
+        &host.name,
+        host.mac.map(|m| m.to_string()),
+        host.mtu,
+        None,
+    ));
+    interfaces.push(iface(
+        &ep.endpoint.ifname,
+        Some(ep.endpoint.mac.to_string()),
+        host.mtu,
+        Some(netns.display().to_string()),
+    ));
+    let container = interfaces.len() - 1;
+    let ips = container_addresses(ep)
+        .into_iter()
         .map(|a| IpConfig {
-            address: *a,
+            address: a,
             gateway: gateway_for(ep, a.addr()),
-            interface: Some(2),
+            interface: Some(container),
             extra: Default::default(),
         })
         .collect();

@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx) -> Result<(), CniError> {
     };
     let mut problems = Vec::new();
     compare_with_prev_result(ctx, netns, &ep, prev, &mut problems);
-    check_host_side(&ep, &mut problems)?;
+    check_host_side(&net, &ep, &mut problems)?;
     check_container_side(ctx, netns, &ep, prev, &mut problems)?;
     check_reservations(&c, &net, &ep, &mut problems)?;
     check_published_ports(&c, &net, &ep, &mut problems)?;
@@ -105,7 +105,7 @@ fn compare_with_prev_result(
         .filter(|ip| ip.interface == Some(index))
         .map(|ip| ip.address)
         .collect();
-    let recorded: BTreeSet<IpNet> = ep.endpoint.addresses.iter().copied().collect();
+    let recorded: BTreeSet<IpNet> = attachment::container_addresses(ep).into_iter().collect();
     if listed != recorded {
         problems.push(format!(
             "prevResult lists addresses {} for {}, the record has {}",
@@ -116,7 +116,11 @@ fn compare_with_prev_result(
     }
 }
 
-fn check_host_side(ep: &EndpointRecord, problems: &mut Vec<String>) -> Result<(), CniError> {
+fn check_host_side(
+    net: &NetworkRecord,
+    ep: &EndpointRecord,
+    problems: &mut Vec<String>,
+) -> Result<(), CniError> {
     let Some(join) = &ep.join else {
         problems.push("the endpoint record has no join: it was never attached".into());
         return Ok(());
@@ -127,6 +131,9 @@ fn check_host_side(ep: &EndpointRecord, problems: &mut Vec<String>) -> Result<()
         Some(link) => {
             if !link.up {
                 problems.push(format!("host interface {} is down", link.name));
+            }
+            if net.network.driver != "bridge" {
+                return Ok(());
             }
             let bridge = match link.master {
                 Some(i) => nl.link_by_index(i)?,
@@ -177,7 +184,7 @@ fn check_container_side(
         .into_iter()
         .map(|(_, a)| a)
         .collect();
-    for a in &ep.endpoint.addresses {
+    for a in &attachment::container_addresses(ep) {
         if !present.contains(a) {
             problems.push(format!("address {a} is missing from {ifname}"));
         }

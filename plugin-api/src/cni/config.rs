@@ -26,6 +26,9 @@
 //! ```
 //!
 //! weft's own extra keys:
+//! - `mode` (`"bridge"` or `"routed"`, default bridge): `routed` attaches containers the
+//!   Calico way — no bridge, a /32 (/128) per container, a default route via 169.254.1.1;
+//!   `bridge`, `hairpinMode` and `icc` do not apply, and ranges take no gateway.
 //! - `icc` (bool, default true): containers of the network may reach each other (Docker's
 //!   `enable_icc`; false isolates the bridge ports).
 //! - `internal` (bool, default false): no traffic in or out of the network.
@@ -124,6 +127,9 @@ pub struct BridgeConf {
     pub icc: bool,
     /// `internal`: nothing in or out of the network.
     pub internal: bool,
+    /// `mode`: `"bridge"` (default) or `"routed"` (weft's Calico-style driver: no bridge, /32
+    /// host routes, link-local gateway).
+    pub routed: bool,
 }
 
 /// Where addresses come from.
@@ -300,6 +306,7 @@ impl Default for BridgeConf {
             hairpin: true,
             icc: true,
             internal: false,
+            routed: false,
         }
     }
 }
@@ -374,7 +381,22 @@ fn parse_bridge(o: &Obj) -> Result<BridgeConf, CniError> {
             ))
         })?;
     }
+    let routed = match o.get::<String>("mode")?.as_deref() {
+        None | Some("bridge") => false,
+        Some("routed") => true,
+        Some(other) => {
+            return Err(CniError::InvalidConfig(format!(
+                "mode: {other:?} is not a weft mode; use \"bridge\" or \"routed\""
+            )))
+        }
+    };
+    if routed && bridge.is_some() {
+        return Err(CniError::InvalidConfig(
+            "bridge: a routed network has no bridge; drop the key or use mode \"bridge\"".into(),
+        ));
+    }
     Ok(BridgeConf {
+        routed,
         bridge,
         mtu,
         ip_masq: o.get("ipMasq")?.unwrap_or(d.ip_masq),

@@ -27,8 +27,19 @@ const ENABLE_IP_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquera
 const MTU: &str = "com.docker.network.driver.mtu";
 const HAIRPIN: &str = "weft.hairpin";
 
-/// The driver CNI networks use.
-pub const DRIVER: &str = "bridge";
+/// The routed driver's option (weft_routed::options) for masquerading.
+const MASQUERADE: &str = "weft.masquerade";
+
+impl BridgeConf {
+    /// The engine driver the configuration asks for.
+    pub fn driver(&self) -> &'static str {
+        if self.routed {
+            "routed"
+        } else {
+            "bridge"
+        }
+    }
+}
 
 /// Where the network's subnets come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +102,7 @@ impl NetworkSpec {
         NetworkRequest {
             name: self.name.clone(),
             id: Some(network_id(&self.name)),
-            driver: DRIVER.into(),
+            driver: self.bridge.driver().into(),
             internal: self.bridge.internal,
             enable_ipv6,
             ipam,
@@ -104,6 +115,13 @@ impl NetworkSpec {
     fn options(&self) -> BTreeMap<String, String> {
         let b = &self.bridge;
         let mut o = BTreeMap::new();
+        if b.routed {
+            if let Some(mtu) = b.mtu {
+                o.insert(MTU.into(), mtu.to_string());
+            }
+            o.insert(MASQUERADE.into(), b.ip_masq.to_string());
+            return o;
+        }
         if let Some(name) = &b.bridge {
             o.insert(BRIDGE_NAME.into(), name.clone());
         }
@@ -134,14 +152,11 @@ impl NetworkSpec {
     pub fn differences(&self, existing: &NetworkRecord) -> Vec<String> {
         let net = &existing.network;
         let mut d = Vec::new();
-        if net.driver != DRIVER {
-            d.push(format!(
-                "driver: recorded {} vs weft's CNI bridge",
-                net.driver
-            ));
+        let b = &self.bridge;
+        if net.driver != b.driver() {
+            d.push(format!("driver: recorded {} vs {}", net.driver, b.driver()));
             return d;
         }
-        let b = &self.bridge;
         let recorded_bridge = net
             .options
             .get(BRIDGE_NAME)
@@ -163,11 +178,16 @@ impl NetworkSpec {
                 ));
             }
         }
-        for (what, key, want) in [
-            ("ipMasq", ENABLE_IP_MASQUERADE, b.ip_masq),
-            ("hairpinMode", HAIRPIN, b.hairpin),
-            ("icc", ENABLE_ICC, b.icc),
-        ] {
+        let flags: &[(&str, &str, bool)] = if b.routed {
+            &[("ipMasq", MASQUERADE, b.ip_masq)]
+        } else {
+            &[
+                ("ipMasq", ENABLE_IP_MASQUERADE, b.ip_masq),
+                ("hairpinMode", HAIRPIN, b.hairpin),
+                ("icc", ENABLE_ICC, b.icc),
+            ]
+        };
+        for &(what, key, want) in flags {
             let have = flag(&net.options, key);
             if have != want {
                 d.push(format!("{what}: recorded {have} vs {want}"));

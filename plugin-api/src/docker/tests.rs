@@ -82,6 +82,7 @@ impl NetworkDriver for FakeBridge {
             gateway_v6: gw(true),
             static_routes: Vec::new(),
             host_ifname: format!("veth{}", &ep.id[..11]),
+            addresses: ep.addresses.clone(),
         })
     }
     fn leave(&self, _: &Network, ep: &Endpoint) -> Result<(), DriverError> {
