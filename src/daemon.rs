@@ -29,9 +29,10 @@ pub struct DaemonArgs {
     /// Do not create the default bridge network `weft` (bridge weft0) at start.
     #[arg(long)]
     pub no_default_network: bool,
-    /// Unix socket of the control API that `weft bgp status|routes` read.
-    #[arg(long, env = control::SOCKET_ENV, default_value = control::DEFAULT_SOCKET)]
-    pub control_socket: PathBuf,
+    /// Unix socket of the control API that `weft bgp status|routes` read (default
+    /// /run/weft/weft.sock, or control.sock in a --state-dir other than /var/lib/weft).
+    #[arg(long, env = control::SOCKET_ENV)]
+    pub control_socket: Option<PathBuf>,
     /// Joining a multi-host cluster network (optional).
     #[command(flatten)]
     pub cluster: crate::agent::AgentArgs,
@@ -84,7 +85,8 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
             let _ = stopped.wait_for(|s| *s).await;
         };
         let state = Arc::new(ControlState::default());
-        let control = match control::server::bind(&args.control_socket).await {
+        let socket = control::socket_path(args.control_socket.as_deref(), state_dir);
+        let control = match control::server::bind(&socket).await {
             Ok(socket) => Some(tokio::spawn(
                 socket.serve(state.clone(), stopped_too(stopped.clone())),
             )),

@@ -153,6 +153,9 @@ fn a_host_that_leaves_has_its_routes_withdrawn_and_comes_back() {
         assert_ne!(n[0]["address"], "192.168.100.3", "{n:?}");
     }
     assert!(!c0.0.ping(&c2.1));
+    // Nobody answers on the departed host's control socket: the CLI says so.
+    let e = bgp(&w, 2, "status").unwrap_err();
+    assert!(e.contains("weft daemon is not running"), "{e}");
 
     bgp_cluster::start(&mut w, 2, &[]);
     assert_eq!(w.hosts[2].wait_joined(JOIN), subnets[2], "same subnet back");
@@ -215,4 +218,70 @@ fn route_reflector_carries_the_routes_when_the_mesh_is_off() {
 
     let containers: Vec<_> = (0..3).map(|i| w.container(i, &format!("c{i}"))).collect();
     all_ping(&containers).unwrap();
+}
+
+#[test]
+fn bad_bgp_settings_are_refused_before_anything_is_written() {
+    let state = tempfile::tempdir().unwrap();
+    let weft = |args: &[&str]| {
+        std::process::Command::new(cluster_world::weft_bin())
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Validation comes first: nothing listens on this etcd endpoint, and it is not asked.
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "cluster",
+            "init",
+            "c1",
+            "--network",
+            "10.244.0.0/16",
+            "--etcd-endpoints",
+            "http://127.0.0.1:9",
+        ];
+        args.extend_from_slice(extra);
+        weft(&args)
+    };
+    for (extra, needle) in [
+        (
+            &["--backend", "bgp", "--encapsulation", "gre"][..],
+            "unknown encapsulation \"gre\"",
+        ),
+        (
+            &["--backend", "bgp", "--route-reflectors", "node-a"][..],
+            "--no-mesh",
+        ),
+        (&["--backend", "bgp", "--bgp-as", "0"][..], "AS 0"),
+        (
+            &["--backend", "vxlan", "--encapsulation", "ipip"][..],
+            "the backend is vxlan",
+        ),
+    ] {
+        let out = init(extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+    let out = init(&["--attachment", "macvlan"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("use bridge or routed"),
+        "{out:?}"
+    );
+    let out = weft(&["daemon", "--bgp-peer", "192.168.0.254"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("ADDR:AS[:PORT]"),
+        "{err}"
+    );
+    // No daemon: `weft bgp` says so and what to do.
+    let out = weft(&["bgp", "routes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("weft daemon is not running") && err.contains("control.sock"),
+        "{err}"
+    );
 }

@@ -128,6 +128,9 @@ fn routed_containers_on_three_vxlan_hosts() {
     let inside = containers[0].0.sh("ip route; ip -o link show eth0");
     assert!(inside.contains("default via 169.254.1.1"), "{inside}");
     assert!(inside.contains("mtu 1450 "), "{inside}");
+    // `weft bgp` reaches the daemon, which says it runs another backend.
+    let e = bgp_cluster::bgp(&w, 0, "status").unwrap_err();
+    assert!(e.contains("cluster c1 uses the vxlan backend"), "{e}");
     teardown_leaves_nothing(&w, &containers);
 }
 

@@ -1,7 +1,7 @@
 //! `weft bgp status|routes`: what the running daemon's bgp backend knows, asked over the
 //! control socket (only the daemon holds the BGP sessions).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -20,20 +20,22 @@ pub enum BgpCommand {
 
 #[derive(Args, Debug)]
 pub struct BgpArgs {
-    /// The daemon's control socket.
-    #[arg(long, env = control::SOCKET_ENV, default_value = control::DEFAULT_SOCKET)]
-    pub control_socket: PathBuf,
+    /// The daemon's control socket (default /run/weft/weft.sock, or control.sock in a
+    /// --state-dir other than /var/lib/weft).
+    #[arg(long, env = control::SOCKET_ENV)]
+    pub control_socket: Option<PathBuf>,
     /// Print the daemon's answer as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(cmd: BgpCommand) -> Result<(), EngineError> {
+pub fn run(state_dir: &Path, cmd: BgpCommand) -> Result<(), EngineError> {
     let (args, method) = match &cmd {
         BgpCommand::Status(a) => (a, Method::BgpStatus),
         BgpCommand::Routes(a) => (a, Method::BgpRoutes),
     };
-    let answer = client::call(&args.control_socket, method)?;
+    let socket = control::socket_path(args.control_socket.as_deref(), state_dir);
+    let answer = client::call(&socket, method)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer).expect("json"));
         return Ok(());
@@ -90,7 +92,8 @@ fn status_table(s: &Value) -> String {
             text(&n["prefixes_received"]),
             text(&n["prefixes_sent"]),
         ));
-        if let Some(e) = n["last_error"].as_str() {
+        // Why a session is not up; an old error of a session that is up says nothing.
+        if let (Some(e), false) = (n["last_error"].as_str(), n["state"] == "Established") {
             out.push_str(&format!("    last error: {e}\n"));
         }
     }

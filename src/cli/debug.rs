@@ -8,7 +8,7 @@
 //! at SIGTERM or SIGINT.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
@@ -33,9 +33,9 @@ pub struct BgpHostArgs {
     /// The host: {"cluster", "iface" or "public_ip", "subnets", "cluster_networks", "bgp":
     /// BgpBackendConfig, "peers": [{"name", "subnets", "public_ip", "data"}]}.
     pub config: PathBuf,
-    /// The control socket to serve.
-    #[arg(long, env = control::SOCKET_ENV, default_value = control::DEFAULT_SOCKET)]
-    pub control_socket: PathBuf,
+    /// The control socket to serve (default as `weft daemon`'s).
+    #[arg(long, env = control::SOCKET_ENV)]
+    pub control_socket: Option<PathBuf>,
 }
 
 /// The file `weft debug bgp-host` reads.
@@ -55,13 +55,13 @@ struct HostFile {
     peers: Vec<Peer>,
 }
 
-pub fn run(cmd: DebugCommand) -> Result<(), EngineError> {
+pub fn run(state_dir: &Path, cmd: DebugCommand) -> Result<(), EngineError> {
     match cmd {
-        DebugCommand::BgpHost(args) => bgp_host(args),
+        DebugCommand::BgpHost(args) => bgp_host(state_dir, args),
     }
 }
 
-fn bgp_host(args: BgpHostArgs) -> Result<(), EngineError> {
+fn bgp_host(state_dir: &Path, args: BgpHostArgs) -> Result<(), EngineError> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| EngineError::Invalid(format!("cannot read {}: {e}", args.config.display())))?;
     let file: HostFile = serde_json::from_str(&text).map_err(|e| {
@@ -86,7 +86,8 @@ fn bgp_host(args: BgpHostArgs) -> Result<(), EngineError> {
         "{}",
         serde_json::json!({"started": node.public_ip, "mtu": init.mtu, "data": init.data})
     );
-    let outcome = serve_until_signal(&args, &file, backend.clone());
+    let socket = control::socket_path(args.control_socket.as_deref(), state_dir);
+    let outcome = serve_until_signal(&socket, &file, backend.clone());
     if let Err(e) = backend.teardown() {
         error!("teardown: {e}");
     }
@@ -96,7 +97,7 @@ fn bgp_host(args: BgpHostArgs) -> Result<(), EngineError> {
 
 /// Programs the peers, serves the control socket and waits for SIGTERM or SIGINT.
 fn serve_until_signal(
-    args: &BgpHostArgs,
+    socket: &Path,
     file: &HostFile,
     backend: Arc<BgpBackend>,
 ) -> Result<(), EngineError> {
@@ -116,7 +117,7 @@ fn serve_until_signal(
     state.set_backend("bgp", Some(backend));
     runtime.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let socket = control::server::bind(&args.control_socket).await?;
+        let socket = control::server::bind(socket).await?;
         let mut term = signal(SignalKind::terminate())
             .map_err(|e| EngineError::System(format!("cannot handle SIGTERM: {e}")))?;
         let mut int = signal(SignalKind::interrupt())

@@ -64,7 +64,7 @@ pub fn run(cli: Cli) -> Result<(), EngineError> {
         Command::Status(args) => status::run(&cli.state_dir, args),
         Command::Daemon(args) => crate::daemon::run(&cli.state_dir, args),
         Command::Cluster(cmd) => cluster::run(&cli.state_dir, cmd),
-        Command::Bgp(cmd) => bgp::run(cmd),
-        Command::Debug(cmd) => debug::run(cmd),
+        Command::Bgp(cmd) => bgp::run(&cli.state_dir, cmd),
+        Command::Debug(cmd) => debug::run(&cli.state_dir, cmd),
     }
 }

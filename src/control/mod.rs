@@ -9,16 +9,33 @@
 pub mod client;
 pub mod server;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use weft_bgp::BgpBackend;
 use weft_drivers::backend::Backend;
 
-/// Where the daemon serves the control API unless told otherwise.
+/// Where the daemon with the default state directory serves the control API.
 pub const DEFAULT_SOCKET: &str = "/run/weft/weft.sock";
+/// The control socket's file name inside any other state directory.
+pub const STATE_DIR_SOCKET: &str = "control.sock";
 /// Environment variable naming the socket, for the daemon and the CLI alike.
 pub const SOCKET_ENV: &str = "WEFT_CONTROL_SOCKET";
+
+/// The control socket: the one given (`--control-socket`, `WEFT_CONTROL_SOCKET`), else
+/// [`DEFAULT_SOCKET`] for the default state directory and `STATE_DIR/control.sock` for any
+/// other. A daemon and the CLI with the same state directory thus meet without being told,
+/// and several weft instances on one machine (tests, say) never share a socket.
+pub fn socket_path(given: Option<&Path>, state_dir: &Path) -> PathBuf {
+    match given {
+        Some(path) => path.to_path_buf(),
+        None if state_dir == Path::new(crate::setup::DEFAULT_STATE_DIR) => {
+            PathBuf::from(DEFAULT_SOCKET)
+        }
+        None => state_dir.join(STATE_DIR_SOCKET),
+    }
+}
 
 /// The methods the daemon answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +170,20 @@ mod tests {
             ..Response::default()
         };
         assert_eq!(serde_json::to_string(&err).unwrap(), r#"{"error":"x"}"#);
+    }
+
+    #[test]
+    fn the_socket_follows_the_state_directory_unless_given() {
+        let default = Path::new(crate::setup::DEFAULT_STATE_DIR);
+        assert_eq!(socket_path(None, default), Path::new(DEFAULT_SOCKET));
+        assert_eq!(
+            socket_path(None, Path::new("/tmp/w/state")),
+            Path::new("/tmp/w/state/control.sock")
+        );
+        assert_eq!(
+            socket_path(Some(Path::new("/run/x.sock")), Path::new("/tmp/w/state")),
+            Path::new("/run/x.sock")
+        );
     }
 
     #[test]

@@ -13,17 +13,15 @@ pub const TTL: u64 = 3;
 /// Longest wait for a host to join (etcd, lease, backend, sessions).
 pub const JOIN: Duration = Duration::from_secs(30);
 
-/// Host `i`'s control socket (in the world's directory, never the machine's /run).
+/// Host `i`'s control socket: the daemon and the CLI find it in the host's state directory
+/// (never the machine's /run/weft) without being told.
 pub fn control_socket(w: &ClusterWorld, i: usize) -> PathBuf {
-    w.dir().join(format!("h{}.ctl", i + 1))
+    w.hosts[i].state.join("control.sock")
 }
 
-/// Starts host `i`'s daemon with its own control socket and `extra` flags.
+/// Starts host `i`'s daemon with `extra` flags.
 pub fn start(w: &mut ClusterWorld, i: usize, extra: &[&str]) {
-    let socket = control_socket(w, i).display().to_string();
-    let mut args = vec!["--control-socket", socket.as_str()];
-    args.extend_from_slice(extra);
-    w.start_daemon(i, TTL, &args);
+    w.start_daemon(i, TTL, extra);
 }
 
 /// etcd, `weft cluster init c1 --backend BACKEND INIT…`, and every host's daemon (with
@@ -48,8 +46,7 @@ pub fn world(
 
 /// `weft bgp WHAT --json` on host `i`: the answer, or the error text.
 pub fn bgp(w: &ClusterWorld, i: usize, what: &str) -> Result<serde_json::Value, String> {
-    let socket = control_socket(w, i).display().to_string();
-    let out = w.hosts[i].weft(&["bgp", what, "--json", "--control-socket", &socket]);
+    let out = w.hosts[i].weft(&["bgp", what, "--json"]);
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
