@@ -617,3 +617,37 @@ fn ecmp_and_a_thousand_flaps_leave_the_kernel_consistent() {
     });
     b1.teardown().unwrap();
 }
+
+#[test]
+fn without_blackhole_ownership_the_local_networks_blackhole_is_left_alone() {
+    skip_unless!();
+    let (_world, hosts) = World::new(1);
+    let h1 = &hosts[0];
+    let subnet = h1.subnet().to_string();
+    // The local network's blackhole (the routed driver's has no metric; metric 0 is taken
+    // here by the test bridge's own route), and one this backend left when it still owned the
+    // subnet's blackhole (its metric).
+    for extra in [&["metric", "7"][..], &["metric", "1000000"][..]] {
+        let mut args = vec!["ip", "-n", &h1.ns, "route", "add", "blackhole", &subnet];
+        args.extend_from_slice(&["proto", "87"]);
+        args.extend_from_slice(extra);
+        sh(&args);
+    }
+    let cfg = BgpBackendConfig {
+        blackhole: false,
+        ..base()
+    };
+    let (backend, _) = h1.start(cfg);
+    let holes = || sh(&["ip", "-n", &h1.ns, "route", "show", "type", "blackhole"]);
+    let after_init = holes();
+    assert_eq!(
+        after_init.trim(),
+        format!("blackhole {subnet} proto 87 metric 7"),
+        "only the driver's is left"
+    );
+    assert_eq!(backend.status().unwrap()["blackhole"], false);
+    // A repair does not bring the backend's back; a teardown leaves the driver's.
+    h1.run(|| backend.repair()).unwrap();
+    h1.run(|| backend.teardown()).unwrap();
+    assert_eq!(holes(), after_init);
+}

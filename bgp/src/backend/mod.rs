@@ -258,7 +258,8 @@ impl BgpBackend {
 }
 
 impl State {
-    /// Announces the host's subnets and installs their blackhole routes.
+    /// Announces the host's subnets and installs their blackhole routes — or, when the local
+    /// network owns those, removes any this backend made in an earlier run.
     fn originate(&mut self) -> Result<(), DriverError> {
         for subnet in &self.node.subnets {
             self.host
@@ -267,6 +268,11 @@ impl State {
                 .map_err(driver_error)?;
             if self.blackhole {
                 self.netlink.replace_route(&blackhole(*subnet))?;
+            } else {
+                match self.netlink.del_route(&blackhole(*subnet)) {
+                    Err(e) if !is_gone(&e) => return Err(e),
+                    _ => {}
+                }
             }
         }
         Ok(())
