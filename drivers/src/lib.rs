@@ -1,16 +1,16 @@
 //! The driver contract (CNM model and the `NetworkDriver` trait) and the kernel plumbing every
 //! driver shares: typed netlink, network namespaces, nft firewall, sysctls.
 
-pub mod builtin;
 pub mod backend;
+pub mod builtin;
 pub mod driver;
 pub mod error;
 pub mod firewall;
 pub mod model;
-pub mod netlink;
 pub mod names;
-pub mod reconcile;
+pub mod netlink;
 pub mod netns;
+pub mod reconcile;
 pub mod sandbox;
 pub mod sysctl;
 

@@ -32,9 +32,11 @@ pub fn endpoint_of_alias<'a>(alias: &'a str, network_id: &str) -> Option<&'a str
 
 /// The network id in any alias weft made.
 pub fn network_of_alias(alias: &str) -> Option<&str> {
-    alias
-        .strip_prefix("weft:net:")
-        .or_else(|| alias.strip_prefix("weft:ep:").and_then(|r| r.split(':').next()))
+    alias.strip_prefix("weft:net:").or_else(|| {
+        alias
+            .strip_prefix("weft:ep:")
+            .and_then(|r| r.split(':').next())
+    })
 }
 
 /// The first 12 characters of an id, as Docker shows them.
