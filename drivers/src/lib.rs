@@ -10,9 +10,11 @@ pub mod model;
 pub mod names;
 pub mod netlink;
 pub mod netns;
+pub mod owned_link;
 pub mod reconcile;
 pub mod sandbox;
 pub mod sysctl;
+pub mod vxlan;
 
 pub use driver::{JoinInfo, NetworkDriver};
 pub use error::DriverError;

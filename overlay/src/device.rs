@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use weft_drivers::netlink::{Netlink, VxlanSpec};
+use weft_drivers::owned_link::OwnedLink;
 use weft_drivers::{DriverError, MacAddr};
 
 /// Prefix of every alias this crate sets.
@@ -52,31 +53,34 @@ pub fn device_name(vni: u32) -> String {
     format!("weft.{vni}")
 }
 
+impl DeviceSpec {
+    fn owned<'a>(&'a self, alias: &'a str) -> OwnedLink<'a> {
+        OwnedLink {
+            name: &self.name,
+            alias,
+            prefix: ALIAS_PREFIX,
+        }
+    }
+}
+
 /// Makes the device exist as `spec` says, up, with exactly its VTEP addresses. Returns its
 /// index and what was changed.
 pub fn ensure(nl: &mut Netlink, spec: &DeviceSpec) -> Result<(u32, Vec<String>), DriverError> {
-    let mut changes = Vec::new();
     let alias = spec.alias();
-    let index = match nl.link_by_name(&spec.name)? {
-        Some(link) if link.alias.as_deref() == Some(alias.as_str()) => link.index,
-        Some(link)
-            if link
-                .alias
-                .as_deref()
-                .is_some_and(|a| a.starts_with(ALIAS_PREFIX)) =>
-        {
-            nl.del_link(link.index)?;
-            changes.push(format!("deleted {} (made with other settings)", spec.name));
-            create(nl, spec, &alias, &mut changes)?
-        }
-        Some(_) => {
-            return Err(DriverError::Exists {
-                object: format!("interface {}", spec.name),
-                hint: "it was not made by weft; remove it or configure another VXLAN id".into(),
-            })
-        }
-        None => create(nl, spec, &alias, &mut changes)?,
-    };
+    let (index, _, mut changes) =
+        spec.owned(&alias)
+            .ensure(nl, "configure another VXLAN id", |nl| {
+                nl.add_vxlan(&VxlanSpec {
+                    name: spec.name.clone(),
+                    vni: spec.vni,
+                    port: spec.port,
+                    local: Some(spec.local),
+                    dev_index: Some(spec.underlay),
+                    mtu: Some(spec.mtu),
+                    mac: Some(spec.mac),
+                    learning: false,
+                })
+            })?;
     let link = nl.link_by_index(index)?.ok_or_else(|| {
         DriverError::Invalid(format!("{} vanished while being set up", spec.name))
     })?;
@@ -114,39 +118,9 @@ pub fn ensure(nl: &mut Netlink, spec: &DeviceSpec) -> Result<(u32, Vec<String>),
     Ok((index, changes))
 }
 
-fn create(
-    nl: &mut Netlink,
-    spec: &DeviceSpec,
-    alias: &str,
-    changes: &mut Vec<String>,
-) -> Result<u32, DriverError> {
-    let index = nl.add_vxlan(&VxlanSpec {
-        name: spec.name.clone(),
-        vni: spec.vni,
-        port: spec.port,
-        local: Some(spec.local),
-        dev_index: Some(spec.underlay),
-        mtu: Some(spec.mtu),
-        mac: Some(spec.mac),
-        learning: false,
-    })?;
-    if let Err(e) = nl.set_alias(index, alias) {
-        let _ = nl.del_link(index);
-        return Err(e);
-    }
-    changes.push(format!(
-        "created {} (vni {}, port {}, local {})",
-        spec.name, spec.vni, spec.port, spec.local
-    ));
-    Ok(index)
-}
-
 /// The device's index if it exists and is ours with this spec.
 pub fn find(nl: &mut Netlink, spec: &DeviceSpec) -> Result<Option<u32>, DriverError> {
-    Ok(nl
-        .link_by_name(&spec.name)?
-        .filter(|l| l.alias.as_deref() == Some(spec.alias().as_str()))
-        .map(|l| l.index))
+    spec.owned(&spec.alias()).find(nl)
 }
 
 #[cfg(test)]

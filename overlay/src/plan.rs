@@ -16,10 +16,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use weft_drivers::backend::{is_connected, Objects, Peer, RouteObj};
-use weft_drivers::{DriverError, MacAddr};
+use weft_drivers::{vxlan, DriverError, MacAddr};
 
-/// The key of the VTEP MAC in the lease's backend data.
-pub const VTEP_MAC: &str = "vtep_mac";
+pub use weft_drivers::vxlan::VTEP_MAC;
 
 /// Where this host's VXLAN plumbing is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +65,7 @@ pub fn peer_objects(local: &Local, peer: &Peer) -> Result<Objects, DriverError> 
     if tunneled.is_empty() {
         return Ok(objects);
     }
-    let mac = vtep_mac(peer)?;
+    let mac = vxlan::peer_vtep_mac(peer)?;
     objects.fdb.insert((local.device, mac), peer.public_ip);
     for subnet in tunneled {
         let vtep = subnet.network();
@@ -84,39 +83,14 @@ pub fn peer_objects(local: &Local, peer: &Peer) -> Result<Objects, DriverError> 
     Ok(objects)
 }
 
-/// The peer's VTEP MAC from its lease.
-pub fn vtep_mac(peer: &Peer) -> Result<MacAddr, DriverError> {
-    let text = peer
-        .data
-        .get(VTEP_MAC)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| {
-            DriverError::Invalid(format!(
-                "peer {} has not published its VTEP MAC yet (no {VTEP_MAC} in its lease); it is programmed once it does",
-                peer.describe()
-            ))
-        })?;
-    text.parse()
-        .map_err(|e: String| DriverError::Invalid(format!("peer {}: {e}", peer.describe())))
-}
-
-/// This host's VTEP MAC: locally administered, derived from the VNI and the public address,
-/// so a re-created device keeps its MAC and the peers' entries stay right.
+/// This host's VTEP MAC (first octet 0x0a marks the vxlan backend's device).
 pub fn local_mac(vni: u32, public_ip: IpAddr) -> MacAddr {
-    let tail = match public_ip {
-        IpAddr::V4(ip) => ip.octets(),
-        IpAddr::V6(ip) => {
-            let o = ip.octets();
-            [o[12], o[13], o[14], o[15]]
-        }
-    };
-    MacAddr([0x0a, vni as u8, tail[0], tail[1], tail[2], tail[3]])
+    vxlan::local_vtep_mac(0x0a, vni, public_ip)
 }
 
 /// Device MTU: the underlay's minus the VXLAN overhead (50 bytes over IPv4, 70 over IPv6).
 pub fn mtu(underlay_mtu: u32, public_ip: IpAddr) -> u32 {
-    let overhead = if public_ip.is_ipv4() { 50 } else { 70 };
-    underlay_mtu.saturating_sub(overhead)
+    underlay_mtu.saturating_sub(vxlan::overhead(public_ip))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use weft_drivers::netlink::{Netlink, VxlanSpec};
+use weft_drivers::owned_link::OwnedLink;
 use weft_drivers::{DriverError, MacAddr};
 
 /// Prefix of every alias this module sets.
@@ -93,31 +94,14 @@ impl DeviceSpec {
 pub fn ensure(nl: &mut Netlink, spec: &DeviceSpec) -> Result<(u32, Vec<String>), DriverError> {
     let name = spec.name();
     let alias = spec.alias();
-    let mut changes = Vec::new();
-    let (index, created) = match nl.link_by_name(name)? {
-        Some(link) if link.alias.as_deref() == Some(alias.as_str()) => (link.index, false),
-        Some(link)
-            if link
-                .alias
-                .as_deref()
-                .is_some_and(|a| a.starts_with(ALIAS_PREFIX)) =>
-        {
-            nl.del_link(link.index)?;
-            changes.push(format!("deleted {name} (made with other settings)"));
-            (create(nl, spec, &mut changes)?, true)
-        }
-        Some(_) => {
-            return Err(DriverError::Exists {
-                object: format!("interface {name}"),
-                hint: "it was not made by weft; remove it or use another encapsulation".into(),
-            })
-        }
-        None => (create(nl, spec, &mut changes)?, true),
+    let owned = OwnedLink {
+        name,
+        alias: &alias,
+        prefix: ALIAS_PREFIX,
     };
+    let (index, created, mut changes) =
+        owned.ensure(nl, "use another encapsulation", |nl| create(nl, spec))?;
     let finish = |nl: &mut Netlink, changes: &mut Vec<String>| -> Result<(), DriverError> {
-        if created {
-            nl.set_alias(index, &alias)?;
-        }
         let link = nl.link_by_index(index)?.ok_or_else(|| {
             DriverError::Invalid(format!("{name} vanished while being set up; retry"))
         })?;
@@ -146,11 +130,7 @@ pub fn ensure(nl: &mut Netlink, spec: &DeviceSpec) -> Result<(u32, Vec<String>),
     Ok((index, changes))
 }
 
-fn create(
-    nl: &mut Netlink,
-    spec: &DeviceSpec,
-    changes: &mut Vec<String>,
-) -> Result<u32, DriverError> {
+fn create(nl: &mut Netlink, spec: &DeviceSpec) -> Result<u32, DriverError> {
     match spec {
         DeviceSpec::Vxlan {
             vni,
@@ -160,57 +140,44 @@ fn create(
             mtu,
             mac,
             ..
-        } => {
-            let index = nl.add_vxlan(&VxlanSpec {
-                name: VXLAN_NAME.into(),
-                vni: *vni,
-                port: *port,
-                local: Some(*local),
-                dev_index: Some(*underlay),
-                mtu: Some(*mtu),
-                mac: Some(*mac),
-                learning: false,
-            })?;
-            changes.push(format!(
-                "created {VXLAN_NAME} (vni {vni}, port {port}, local {local})"
-            ));
-            Ok(index)
-        }
+        } => nl.add_vxlan(&VxlanSpec {
+            name: VXLAN_NAME.into(),
+            vni: *vni,
+            port: *port,
+            local: Some(*local),
+            dev_index: Some(*underlay),
+            mtu: Some(*mtu),
+            mac: Some(*mac),
+            learning: false,
+        }),
         DeviceSpec::Ipip {
             local,
             underlay,
             mtu,
             ..
-        } => {
-            let index = nl.add_ipip(IPIP_NAME, Some(*local), Some(*underlay), Some(*mtu))?;
-            changes.push(format!("created {IPIP_NAME} (ipip, local {local})"));
-            Ok(index)
-        }
+        } => nl.add_ipip(IPIP_NAME, Some(*local), Some(*underlay), Some(*mtu)),
     }
 }
 
 /// The device's index if it exists and was made with `spec`.
 pub fn find(nl: &mut Netlink, spec: &DeviceSpec) -> Result<Option<u32>, DriverError> {
-    Ok(nl
-        .link_by_name(spec.name())?
-        .filter(|l| l.alias.as_deref() == Some(spec.alias().as_str()))
-        .map(|l| l.index))
+    let alias = spec.alias();
+    OwnedLink {
+        name: spec.name(),
+        alias: &alias,
+        prefix: ALIAS_PREFIX,
+    }
+    .find(nl)
 }
 
 /// Deletes the device if it is weft's; true when something was deleted.
 pub fn remove(nl: &mut Netlink, name: &str) -> Result<bool, DriverError> {
-    match nl.link_by_name(name)? {
-        Some(link)
-            if link
-                .alias
-                .as_deref()
-                .is_some_and(|a| a.starts_with(ALIAS_PREFIX)) =>
-        {
-            nl.del_link(link.index)?;
-            Ok(true)
-        }
-        _ => Ok(false),
+    OwnedLink {
+        name,
+        alias: "",
+        prefix: ALIAS_PREFIX,
     }
+    .remove(nl)
 }
 
 #[cfg(test)]

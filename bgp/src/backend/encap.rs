@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde_json::json;
 use std::net::IpAddr;
 use weft_drivers::backend::{is_connected, Objects, Peer};
-use weft_drivers::{DriverError, MacAddr};
+use weft_drivers::{vxlan, DriverError, MacAddr};
 
 /// The key of the VTEP MAC in a host's published backend data (as the vxlan backend).
 pub const VTEP_MAC: &str = "vtep_mac";
@@ -69,7 +69,7 @@ pub fn vxlan_objects(
     let Path::Vxlan { device } = path(cfg, local, host.public_ip) else {
         return Ok(objects);
     };
-    let mac = vtep_mac(host)?;
+    let mac = vxlan::peer_vtep_mac(host)?;
     objects.fdb.insert((device, mac), host.public_ip);
     for gateway in vxlan_gateways(host.public_ip) {
         objects.neighbours.insert((device, gateway), mac);
@@ -77,34 +77,9 @@ pub fn vxlan_objects(
     Ok(objects)
 }
 
-/// The host's VTEP MAC from its published data.
-pub fn vtep_mac(host: &Peer) -> Result<MacAddr, DriverError> {
-    let text = host
-        .data
-        .get(VTEP_MAC)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| {
-            DriverError::Invalid(format!(
-                "host {} has not published its VTEP MAC yet (no {VTEP_MAC} in its lease); its \
-                 routes go over VXLAN once it does",
-                host.describe()
-            ))
-        })?;
-    text.parse()
-        .map_err(|e: String| DriverError::Invalid(format!("host {}: {e}", host.describe())))
-}
-
-/// This host's VTEP MAC: locally administered and derived from the VNI and the public
-/// address, so a re-created device keeps it and the peers' entries stay right.
+/// This host's VTEP MAC (first octet 0x0e marks the bgp backend's device).
 pub fn local_mac(vni: u32, public_ip: IpAddr) -> MacAddr {
-    let tail = match public_ip {
-        IpAddr::V4(ip) => ip.octets(),
-        IpAddr::V6(ip) => {
-            let o = ip.octets();
-            [o[12], o[13], o[14], o[15]]
-        }
-    };
-    MacAddr([0x0e, vni as u8, tail[0], tail[1], tail[2], tail[3]])
+    vxlan::local_vtep_mac(0x0e, vni, public_ip)
 }
 
 /// What this host publishes for the others: its VTEP MAC when it has one, and whether it is a
