@@ -12,18 +12,7 @@ use crate::names;
 use crate::options::BridgeConfig;
 
 pub fn validate(net: &Network, ep: &Endpoint) -> Result<(), DriverError> {
-    names::check_ifname(&ep.ifname).map_err(|reason| {
-        DriverError::Invalid(format!("interface name {:?}: {reason}", ep.ifname))
-    })?;
-    for a in &ep.addresses {
-        if !net.subnets.iter().any(|s| s.subnet.contains(&a.addr())) {
-            return Err(DriverError::Invalid(format!(
-                "address {a} is in no subnet of network {}",
-                net.name
-            )));
-        }
-    }
-    Ok(())
+    sandbox::check_endpoint(net, ep)
 }
 
 fn gateways(net: &Network) -> (Option<IpAddr>, Option<IpAddr>) {

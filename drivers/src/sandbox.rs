@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::error::DriverError;
-use crate::model::MacAddr;
+use crate::model::{Endpoint, MacAddr, Network};
 use crate::netlink::{Neighbour, Netlink, Route, VethEnd};
 use crate::netns::Netns;
 use crate::sysctl;
@@ -31,6 +31,29 @@ pub struct SandboxConfig {
     pub routes: Vec<SandboxRoute>,
     /// Permanent neighbour entries (e.g. a gateway address nothing owns).
     pub neighbours: Vec<(IpAddr, MacAddr)>,
+}
+
+/// Checks what a veth-based driver needs of an endpoint before any kernel change: a valid
+/// interface name, and every address inside one of the network's subnets.
+pub fn check_endpoint(net: &Network, ep: &Endpoint) -> Result<(), DriverError> {
+    crate::names::check_ifname(&ep.ifname).map_err(|reason| {
+        DriverError::Invalid(format!("interface name {:?}: {reason}", ep.ifname))
+    })?;
+    for a in &ep.addresses {
+        if !net.subnets.iter().any(|s| s.subnet.contains(&a.addr())) {
+            return Err(DriverError::Invalid(format!(
+                "address {} is outside the subnets of network {} here ({})",
+                a.addr(),
+                net.name,
+                net.subnets
+                    .iter()
+                    .map(|s| s.subnet.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates the pair `host` / `peer`; with `ns` the peer is made inside that namespace, else it

@@ -21,24 +21,7 @@ pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
 
 pub fn validate(net: &Network, ep: &Endpoint) -> Result<(), DriverError> {
-    names::check_ifname(&ep.ifname).map_err(|reason| {
-        DriverError::Invalid(format!("interface name {:?}: {reason}", ep.ifname))
-    })?;
-    for a in &ep.addresses {
-        if !net.subnets.iter().any(|s| s.subnet.contains(&a.addr())) {
-            return Err(DriverError::Invalid(format!(
-                "address {} is outside this host's subnets of network {} ({})",
-                a.addr(),
-                net.name,
-                net.subnets
-                    .iter()
-                    .map(|s| s.subnet.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
-    Ok(())
+    sandbox::check_endpoint(net, ep)
 }
 
 /// The container's own address as a host route (/32, /128).
