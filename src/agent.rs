@@ -26,7 +26,7 @@ use weft_bridge::options as bridge_options;
 use weft_drivers::backend::{Backend, LocalNode, Peer};
 use weft_drivers::netlink::Netlink;
 use weft_drivers::DriverError;
-use weft_engine::{Controller, EngineError, IpamRequest, NetworkRequest, Origin};
+use weft_engine::{Controller, EngineError, IpamRequest, NetworkRequest, Origin, CLUSTER_LABEL};
 use weft_hostgw::HostGwBackend;
 use weft_ipam::cluster::etcd::{Etcd, Watch};
 use weft_ipam::cluster::keeper::WatchEvent;
@@ -45,8 +45,6 @@ use crate::control::ControlState;
 const TICK: Duration = Duration::from_millis(200);
 /// How often the backend checks its device is still there.
 const REPAIR_EVERY: Duration = Duration::from_secs(2);
-/// Label that marks the local network the agent made.
-const CLUSTER_LABEL: &str = "weft.cluster";
 /// Most problems kept in the local record.
 const MAX_PROBLEMS: usize = 20;
 

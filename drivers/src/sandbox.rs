@@ -93,10 +93,11 @@ pub fn configure(ns: &Netns, ifname: &str, config: &SandboxConfig) -> Result<(),
         path: ns.path().display().to_string(),
         message: format!("interface {ifname} vanished right after it was created"),
     })?;
-    if config.addresses.iter().any(|a| matches!(a, IpNet::V6(_))) {
-        let key = sysctl::iface_key("ipv6", ifname, "disable_ipv6");
-        ns.run(|| sysctl::write(&key, "0"))??;
-    }
+    set_ipv6(
+        ns,
+        ifname,
+        config.addresses.iter().any(|a| a.addr().is_ipv6()),
+    )?;
     for a in &config.addresses {
         nl.add_address(link.index, *a)?;
     }
@@ -142,6 +143,21 @@ pub fn configure(ns: &Netns, ifname: &str, config: &SandboxConfig) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Turns IPv6 on for an interface that gets IPv6 addresses and off for one that gets none, as
+/// Docker does. Off matters for cost: on a bridge, each new container's link-local DAD, MLD
+/// reports and router solicitations are flooded to every other container, so an IPv4-only
+/// network would pay per connect in proportion to its size. A kernel without IPv6 has nothing
+/// to turn off.
+fn set_ipv6(ns: &Netns, ifname: &str, wanted: bool) -> Result<(), DriverError> {
+    let key = sysctl::iface_key("ipv6", ifname, "disable_ipv6");
+    ns.run(|| {
+        if !wanted && !std::path::Path::new("/proc/sys").join(&key).exists() {
+            return Ok(());
+        }
+        sysctl::write(&key, if wanted { "0" } else { "1" })
+    })?
 }
 
 fn default_route(gw: IpAddr) -> IpNet {

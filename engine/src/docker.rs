@@ -15,7 +15,7 @@
 
 use tracing::info;
 use weft_drivers::driver::JoinInfo;
-use weft_drivers::{Endpoint, MacAddr, Sandbox};
+use weft_drivers::Sandbox;
 
 use crate::endpoints::{AddressRequest, EndpointRequest};
 use crate::error::EngineError;
@@ -56,39 +56,7 @@ impl Controller {
                 "a Docker endpoint carries the addresses Docker's IPAM gave it".into(),
             ));
         };
-        let mac = req.mac.unwrap_or_else(|| {
-            match addresses.iter().find_map(|a| match a {
-                ipnet::IpNet::V4(v4) => Some(v4.addr()),
-                _ => None,
-            }) {
-                Some(v4) => MacAddr::from_ipv4(v4),
-                None => {
-                    let mut m: [u8; 6] = rand::random();
-                    m[0] = (m[0] & 0xfe) | 0x02;
-                    MacAddr(m)
-                }
-            }
-        });
-        let endpoint = Endpoint {
-            id: endpoint_id.to_string(),
-            network_id: net.network.id.clone(),
-            addresses: addresses.clone(),
-            mac,
-            ifname: req.ifname.clone(),
-            ports: Vec::new(),
-            sandbox: None,
-            options: req.options.clone(),
-        };
-        self.driver(&net.network.driver)?
-            .validate_endpoint(&net.network, &endpoint)?;
-        Ok(EndpointRecord {
-            endpoint,
-            leases: Vec::new(),
-            join: None,
-            published: false,
-            owner: req.owner.clone(),
-            created: records::now(),
-        })
+        self.unjoined_endpoint(net, endpoint_id, addresses.clone(), req, &[])
     }
 
     /// Records a checked endpoint and builds its links in one step, with one write. An

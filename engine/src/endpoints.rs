@@ -83,32 +83,45 @@ impl Controller {
         let result = self
             .allocate_addresses(net, &req.addresses, &owner, &mut leases)
             .and_then(|addresses| {
-                let mac = req.mac.unwrap_or_else(|| default_mac(&addresses));
-                let endpoint = Endpoint {
-                    id: endpoint_id.to_string(),
-                    network_id: net.network.id.clone(),
-                    addresses,
-                    mac,
-                    ifname: req.ifname.clone(),
-                    ports: Vec::new(),
-                    sandbox: None,
-                    options: req.options.clone(),
-                };
-                self.driver(&net.network.driver)?
-                    .validate_endpoint(&net.network, &endpoint)?;
-                Ok(EndpointRecord {
-                    endpoint,
-                    leases: leases.clone(),
-                    join: None,
-                    published: false,
-                    owner: req.owner.clone(),
-                    created: records::now(),
-                })
+                self.unjoined_endpoint(net, endpoint_id, addresses, req, &leases)
             });
         if result.is_err() {
             self.release_leases(&leases);
         }
         result
+    }
+
+    /// The record of an endpoint with these addresses, not yet joined, once its driver has
+    /// accepted it. Nothing is written.
+    pub(crate) fn unjoined_endpoint(
+        &self,
+        net: &NetworkRecord,
+        endpoint_id: &str,
+        addresses: Vec<IpNet>,
+        req: &EndpointRequest,
+        leases: &[(String, IpAddr)],
+    ) -> Result<EndpointRecord, EngineError> {
+        let mac = req.mac.unwrap_or_else(|| default_mac(&addresses));
+        let endpoint = Endpoint {
+            id: endpoint_id.to_string(),
+            network_id: net.network.id.clone(),
+            addresses,
+            mac,
+            ifname: req.ifname.clone(),
+            ports: Vec::new(),
+            sandbox: None,
+            options: req.options.clone(),
+        };
+        self.driver(&net.network.driver)?
+            .validate_endpoint(&net.network, &endpoint)?;
+        Ok(EndpointRecord {
+            endpoint,
+            leases: leases.to_vec(),
+            join: None,
+            published: false,
+            owner: req.owner.clone(),
+            created: records::now(),
+        })
     }
 
     fn allocate_addresses(

@@ -128,7 +128,8 @@ fn onlink(gateway: IpAddr, device: u32) -> NextHop {
     }
 }
 
-fn unmapped(a: IpAddr) -> IpAddr {
+/// An IPv4-mapped IPv6 next hop (what an IPv4 route over an IPv6 session carries) as IPv4.
+pub(super) fn unmapped(a: IpAddr) -> IpAddr {
     match a {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
         v4 => v4,

@@ -6,7 +6,7 @@
 //! the same batch costs none. Hop sets are shared between prefixes (a cluster has as many
 //! distinct sets as it has peers, not as routes), which keeps a route at a few dozen bytes.
 
-use super::resolve::Resolver;
+use super::resolve::{unmapped, Resolver};
 use crate::rib::RouteChange;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -352,13 +352,6 @@ fn hops_of(r: &Route) -> Vec<(Option<IpAddr>, Option<u32>, bool)> {
             .iter()
             .map(|h| (h.gateway, h.oif, h.onlink))
             .collect()
-    }
-}
-
-fn unmapped(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
-        v4 => v4,
     }
 }
 
