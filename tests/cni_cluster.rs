@@ -44,13 +44,6 @@ fn conf(w: &ClusterWorld, i: usize, extra: Value) -> Value {
     c
 }
 
-fn support_ns(ns: &cluster_world::Ns) -> support::Ns {
-    support::Ns {
-        name: ns.name.clone(),
-        path: ns.path.clone(),
-    }
-}
-
 fn in_subnet(addr: &str, subnet: &str) -> bool {
     let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
     addr.parse::<std::net::Ipv4Addr>()
@@ -73,9 +66,7 @@ fn cni_containers_on_two_hosts_share_the_cluster_network() {
         conf(&w, 0, json!({"name": "pods", "cluster": CLUSTER})),
         conf(&w, 1, json!({"name": CLUSTER})),
     ];
-    let call = |i: usize, command: &str| {
-        Call::new(command, &format!("cid{i}"), Some(&support_ns(&ctrs[i])))
-    };
+    let call = |i: usize, command: &str| Call::new(command, &format!("cid{i}"), Some(&ctrs[i]));
 
     // Before the host has joined, an ADD is told to come back, and creates nothing.
     let early = runtimes[0].weft(&call(0, "ADD"), &confs[0]).err(11);
@@ -139,13 +130,8 @@ fn cni_containers_on_two_hosts_share_the_cluster_network() {
             "ctr{i} cannot ping {other}"
         );
     }
-    let _srv = tcp_server(
-        &support_ns(&ctrs[1]),
-        sa(&format!("{}:7000", addrs[1])),
-        "ctr1",
-    );
-    let reply = tcp_request(&support_ns(&ctrs[0]), sa(&format!("{}:7000", addrs[1])))
-        .expect("tcp across hosts");
+    let _srv = tcp_server(&ctrs[1], sa(&format!("{}:7000", addrs[1])), "ctr1");
+    let reply = tcp_request(&ctrs[0], sa(&format!("{}:7000", addrs[1]))).expect("tcp across hosts");
     assert_eq!(reply, format!("ctr1 from {}", addrs[0]));
 
     // CHECK agrees; a config that contradicts the cluster network is refused.
@@ -158,7 +144,7 @@ fn cni_containers_on_two_hosts_share_the_cluster_network() {
     contradicting["ipam"] = json!({"ranges": [[{"subnet": "10.9.0.0/24"}]]});
     let e = runtimes[0]
         .weft(
-            &Call::new("ADD", "cid9", Some(&support_ns(&ctrs[0]))).ifname("eth9"),
+            &Call::new("ADD", "cid9", Some(&ctrs[0])).ifname("eth9"),
             &contradicting,
         )
         .err(7);

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use cluster_world::{can_run, eventually, ClusterWorld, CLUSTER};
+use cluster_world::{all_ping, can_run, eventually, ClusterWorld, CLUSTER};
 use support::net::{sa, tcp_request, tcp_server};
 
 const TTL: u64 = 3;
@@ -25,26 +25,6 @@ fn running_world(hosts: usize, backend: &str, extra: &[&str]) -> (ClusterWorld, 
     }
     let subnets = (0..hosts).map(|i| w.hosts[i].wait_joined(JOIN)).collect();
     (w, subnets)
-}
-
-fn support_ns(ns: &cluster_world::Ns) -> support::Ns {
-    support::Ns {
-        name: ns.name.clone(),
-        path: ns.path.clone(),
-    }
-}
-
-/// Whether every container pings every other one (polling: a new peer's entries take a
-/// moment to reach every host).
-fn all_ping(containers: &[(cluster_world::Ns, String)]) -> Result<(), String> {
-    for (a, _) in containers {
-        for (b, addr) in containers {
-            if a.name != b.name && !eventually(Duration::from_secs(10), || a.ping(addr)) {
-                return Err(format!("{} cannot ping {} ({addr})", a.name, b.name));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn distinct(subnets: &[String]) -> bool {
@@ -92,8 +72,8 @@ fn vxlan_containers_on_three_hosts_reach_each_other_with_their_own_addresses() {
     // Across hosts the source address is the container's: no masquerade inside the cluster.
     let (c0, a0) = &containers[0];
     let (c1, a1) = &containers[1];
-    let _srv = tcp_server(&support_ns(c1), sa(&format!("{a1}:7000")), "c1");
-    let reply = tcp_request(&support_ns(c0), sa(&format!("{a1}:7000"))).expect("tcp across hosts");
+    let _srv = tcp_server(c1, sa(&format!("{a1}:7000")), "c1");
+    let reply = tcp_request(c0, sa(&format!("{a1}:7000"))).expect("tcp across hosts");
     assert_eq!(reply, format!("c1 from {a0}"));
 
     let status: serde_json::Value = serde_json::from_str(&w.hosts[0].weft_ok(&[

@@ -10,8 +10,8 @@ mod cluster_world;
 
 use std::time::Duration;
 
-use bgp_cluster::{all_ping, bgp, bgp_text, established, world, JOIN, TTL};
-use cluster_world::{can_run, eventually, CLUSTER};
+use bgp_cluster::{bgp, bgp_text, established, world, JOIN, TTL};
+use cluster_world::{all_ping, can_run, eventually, CLUSTER};
 
 fn no_flags(_: usize) -> Vec<String> {
     Vec::new()

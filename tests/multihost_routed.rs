@@ -7,8 +7,8 @@
 mod bgp_cluster;
 mod cluster_world;
 
-use bgp_cluster::{all_ping, established, world};
-use cluster_world::{can_run, ClusterWorld, Ns, CLUSTER};
+use bgp_cluster::{established, world};
+use cluster_world::{all_ping, can_run, ClusterWorld, Ns, CLUSTER};
 
 fn no_flags(_: usize) -> Vec<String> {
     Vec::new()

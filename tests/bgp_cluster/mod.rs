@@ -1,12 +1,12 @@
 //! Helpers for cluster tests with the bgp backend and routed attachment, on top of
 //! [`crate::cluster_world`]: daemons with their own control socket, `weft bgp` answers as
-//! JSON, pings between containers, and what a host's kernel shows.
+//! JSON, and what a host's kernel shows.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cluster_world::{eventually, ClusterWorld, Ns};
+use crate::cluster_world::{eventually, ClusterWorld};
 
 /// Lease TTL of the daemons: short, so a departed host is noticed quickly.
 pub const TTL: u64 = 3;
@@ -77,19 +77,6 @@ pub fn established(w: &ClusterWorld, i: usize, count: usize) -> Vec<serde_json::
         w.hosts[i].log()
     );
     last.unwrap()["neighbours"].as_array().cloned().unwrap()
-}
-
-/// Whether every container pings every other one (polling: routes take a moment to reach
-/// every host).
-pub fn all_ping(containers: &[(Ns, String)]) -> Result<(), String> {
-    for (a, _) in containers {
-        for (b, addr) in containers {
-            if a.name != b.name && !eventually(Duration::from_secs(15), || a.ping(addr)) {
-                return Err(format!("{} cannot ping {} ({addr})", a.name, b.name));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The first address of a subnet, e.g. `10.244.2.0` of `10.244.2.0/24`.

@@ -10,10 +10,10 @@
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
 
-use weft_drivers::netns::Netns;
+use weft_testkit::{cli, stop_child, Lab};
 
 /// The underlay's prefix; hosts are .1, .2, …; etcd is on .254.
 pub const UNDERLAY: &str = "192.168.100";
@@ -24,84 +24,15 @@ pub fn weft_bin() -> &'static str {
     env!("CARGO_BIN_EXE_weft")
 }
 
+pub use weft_testkit::{eventually, Ns};
+
 /// Whether the world can be built here; prints why not.
 pub fn can_run(test: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP {test}: needs root (creates network namespaces)");
-        return false;
-    }
-    for program in ["etcd", "etcdctl", "nsenter", "ip"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .output()
-            .map(|o| !o.status.success())
-            .unwrap_or(true)
-        {
-            eprintln!("SKIP {test}: {program} is not installed (run scripts/install-deps)");
-            return false;
-        }
-    }
-    true
+    weft_testkit::can_run(test, &["etcd", "etcdctl", "nsenter", "ip"])
 }
 
-/// Polls `f` until it returns true or `timeout` passes.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A namespace of the world.
-#[derive(Clone, Debug)]
-pub struct Ns {
-    pub name: String,
-    pub path: PathBuf,
-}
-
-impl Ns {
-    pub fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path.display())).arg(program);
-        c
-    }
-
-    /// `sh -c script` inside; panics with the output on failure.
-    pub fn sh(&self, script: &str) -> String {
-        let out = self
-            .cmd("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("nsenter");
-        assert!(
-            out.status.success(),
-            "in {}: `{script}` failed: {}{}",
-            self.name,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    pub fn ping(&self, to: &str) -> bool {
-        self.cmd("ping")
-            .args(["-c1", "-W1", "-n", to])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    }
-
-    pub fn open(&self) -> Netns {
-        Netns::open(&self.path).expect("open namespace")
-    }
-}
+/// How long a daemon or etcd gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A host: its namespace, underlay address, state dir and (maybe running) daemon.
 pub struct Host {
@@ -116,25 +47,11 @@ pub struct Host {
 impl Host {
     /// `weft ARGS` inside the host against its state dir.
     pub fn weft(&self, args: &[&str]) -> Output {
-        self.ns
-            .cmd(weft_bin())
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .output()
-            .expect("run weft")
+        cli::weft(&self.ns, weft_bin(), &self.state, args)
     }
 
     pub fn weft_ok(&self, args: &[&str]) -> String {
-        let out = self.weft(args);
-        assert!(
-            out.status.success(),
-            "weft {} on {} failed: {}",
-            args.join(" "),
-            self.ns.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cli::weft_ok(&self.ns, weft_bin(), &self.state, args)
     }
 
     /// Where the daemon serves Docker's plugin protocol from its next start on, e.g. a private
@@ -193,7 +110,7 @@ impl Host {
     /// Stops the daemon (SIGTERM, then SIGKILL after 5 s).
     pub fn stop(&mut self) {
         if let Some(child) = self.daemon.take() {
-            stop_child(child);
+            stop_child(child, STOP_GRACE);
         }
     }
 }
@@ -205,8 +122,7 @@ struct Etcd {
 
 /// See the module docs.
 pub struct ClusterWorld {
-    dir: tempfile::TempDir,
-    namespaces: Vec<PathBuf>,
+    lab: Lab,
     pub underlay: Ns,
     pub hosts: Vec<Host>,
     etcd: Option<Etcd>,
@@ -219,24 +135,17 @@ pub struct ClusterWorld {
 impl ClusterWorld {
     /// An underlay with `hosts` hosts on it; etcd not started yet.
     pub fn new(hosts: usize) -> ClusterWorld {
-        let dir = tempfile::Builder::new()
-            .prefix("weft-cluster-")
-            .tempdir()
-            .expect("tempdir");
+        let mut lab = Lab::new("weft-cluster-");
+        let underlay = lab.ns("underlay");
         let mut w = ClusterWorld {
-            dir,
-            namespaces: Vec::new(),
-            underlay: Ns {
-                name: String::new(),
-                path: PathBuf::new(),
-            },
+            lab,
+            underlay,
             hosts: Vec::new(),
             etcd: None,
             etcd_port: 0,
             extra: Vec::new(),
             etcd_flags: Vec::new(),
         };
-        w.underlay = w.ns("underlay");
         w.underlay.sh(&format!(
             "ip link add ul type bridge && ip addr add {ETCD_IP}/24 dev ul && ip link set ul up"
         ));
@@ -248,20 +157,12 @@ impl ClusterWorld {
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.lab.dir()
     }
 
     /// A new namespace with loopback up.
     pub fn ns(&mut self, name: &str) -> Ns {
-        let path = self.dir.path().join(format!("ns-{name}"));
-        Netns::create_at(&path).expect("create namespace");
-        self.namespaces.push(path.clone());
-        let ns = Ns {
-            name: name.to_string(),
-            path,
-        };
-        ns.sh("ip link set lo up");
-        ns
+        self.lab.ns(name)
     }
 
     /// One more host on the underlay; returns its index.
@@ -277,10 +178,10 @@ impl ClusterWorld {
         ns.sh(&format!(
             "ip addr add {ip}/24 dev eth0 && ip link set eth0 up"
         ));
-        let state = self.dir.path().join(format!("state-{name}"));
+        let state = self.lab.dir().join(format!("state-{name}"));
         self.hosts.push(Host {
-            log: self.dir.path().join(format!("{name}.log")),
-            socket: self.dir.path().join(format!("{name}.sock")),
+            log: self.lab.dir().join(format!("{name}.log")),
+            socket: self.lab.dir().join(format!("{name}.sock")),
             ns,
             ip,
             state,
@@ -297,8 +198,8 @@ impl ClusterWorld {
     /// Starts etcd (again, on the same data dir) and waits until it answers.
     pub fn start_etcd(&mut self) {
         assert!(self.etcd.is_none(), "etcd is running");
-        let data = self.dir.path().join("etcd-data");
-        let log = File::create(self.dir.path().join("etcd.log")).expect("etcd log");
+        let data = self.lab.dir().join("etcd-data");
+        let log = File::create(self.lab.dir().join("etcd.log")).expect("etcd log");
         let url = self.endpoint();
         let peer = "http://127.0.0.1:2380";
         let child = self
@@ -336,7 +237,7 @@ impl ClusterWorld {
     /// Stops etcd by PID.
     pub fn stop_etcd(&mut self) {
         if let Some(etcd) = self.etcd.take() {
-            stop_child(etcd.child);
+            stop_child(etcd.child, STOP_GRACE);
         }
     }
 
@@ -386,10 +287,10 @@ impl ClusterWorld {
     /// A second daemon inside host `i` with its own state dir (and so its own node id); stopped
     /// with the world. Returns its log path.
     pub fn start_second_daemon(&mut self, i: usize, ttl: u64) -> PathBuf {
-        let state = self.dir.path().join(format!("state-second-{i}"));
+        let state = self.lab.dir().join(format!("state-second-{i}"));
         let child = self.spawn_daemon(i, Some(state), ttl, &[]);
         self.extra.push(child);
-        self.dir.path().join(format!("second-{i}.log"))
+        self.lab.dir().join(format!("second-{i}.log"))
     }
 
     fn spawn_daemon(&self, i: usize, state: Option<PathBuf>, ttl: u64, extra: &[&str]) -> Child {
@@ -398,8 +299,8 @@ impl ClusterWorld {
         let state = state.unwrap_or_else(|| h.state.clone());
         let (log, socket) = if second {
             (
-                self.dir.path().join(format!("second-{i}.log")),
-                self.dir.path().join(format!("second-{i}.sock")),
+                self.lab.dir().join(format!("second-{i}.log")),
+                self.lab.dir().join(format!("second-{i}.sock")),
             )
         } else {
             (h.log.clone(), h.socket.clone())
@@ -462,7 +363,7 @@ impl Drop for ClusterWorld {
             h.stop();
         }
         for child in self.extra.drain(..) {
-            stop_child(child);
+            stop_child(child, STOP_GRACE);
         }
         self.stop_etcd();
         if std::thread::panicking() {
@@ -470,25 +371,22 @@ impl Drop for ClusterWorld {
                 eprintln!("---- {} log ----\n{}", h.ns.name, h.log());
             }
         }
-        for p in self.namespaces.iter().rev() {
-            if let Err(e) = Netns::remove_at(p) {
-                eprintln!("cleanup: {e}");
-            }
-        }
+        // `lab` drops after this: the namespaces and their directory go only once nothing
+        // runs in them any more.
     }
 }
 
-/// SIGTERM, wait up to 5 s, then SIGKILL — by PID, only our own child.
-pub fn stop_child(mut child: Child) {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let exited = eventually(Duration::from_secs(5), || {
-        matches!(child.try_wait(), Ok(Some(_)))
-    });
-    if !exited {
-        let _ = child.kill();
+/// Whether every container pings every other one (polling: routes take a moment to reach
+/// every host, longest over BGP sessions).
+pub fn all_ping(containers: &[(Ns, String)]) -> Result<(), String> {
+    for (a, _) in containers {
+        for (b, addr) in containers {
+            if a.name != b.name && !eventually(Duration::from_secs(15), || a.ping(addr)) {
+                return Err(format!("{} cannot ping {} ({addr})", a.name, b.name));
+            }
+        }
     }
-    let _ = child.wait();
+    Ok(())
 }
 
 /// A TCP port nobody listens on at `ip` inside `ns`.

@@ -9,115 +9,39 @@ pub mod podman;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-use weft_drivers::netns::Netns;
+use weft_testkit::{cli, Lab};
 
 pub const UPLINK_HOST_V4: &str = "203.0.113.1";
 pub const UPLINK_PEER_V4: &str = "203.0.113.2";
 pub const UPLINK_HOST_V6: &str = "2001:db8:1::1";
 pub const UPLINK_PEER_V6: &str = "2001:db8:1::2";
 
-/// Whether root tests can run; prints why not.
-pub fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("SKIP {test}: needs root (creates network namespaces)");
-        false
-    }
-}
-
-/// A network namespace bind-mounted in the world's directory.
-#[derive(Clone, Debug)]
-pub struct Ns {
-    pub name: String,
-    pub path: PathBuf,
-}
-
-impl Ns {
-    /// Runs a program inside the namespace.
-    pub fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path.display())).arg(program);
-        c
-    }
-
-    /// Runs `sh -c script` inside; panics with the output when it fails.
-    pub fn sh(&self, script: &str) -> String {
-        let out = self
-            .cmd("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("nsenter");
-        assert!(
-            out.status.success(),
-            "in {}: `{script}` failed: {}{}",
-            self.name,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    pub fn ping(&self, to: &str) -> bool {
-        self.cmd("ping")
-            .args(["-c1", "-W1", "-n", to])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    }
-
-    pub fn open(&self) -> Netns {
-        Netns::open(&self.path).expect("open test namespace")
-    }
-}
+pub use weft_testkit::{eventually, root_or_skip, Ns};
 
 pub struct World {
-    dir: tempfile::TempDir,
+    lab: Lab,
     pub host: Ns,
     pub state: PathBuf,
-    namespaces: Vec<PathBuf>,
 }
 
 impl World {
     /// A fresh host namespace with loopback up and forwarding off (weft must turn it on).
     pub fn new() -> World {
-        let dir = tempfile::Builder::new()
-            .prefix("weft-test-")
-            .tempdir()
-            .expect("tempdir");
-        let state = dir.path().join("state");
-        let mut w = World {
-            host: Ns {
-                name: String::new(),
-                path: PathBuf::new(),
-            },
-            state,
-            namespaces: Vec::new(),
-            dir,
-        };
-        w.host = w.ns("host");
-        w
+        let mut lab = Lab::new("weft-test-");
+        let host = lab.ns("host");
+        let state = lab.dir().join("state");
+        World { lab, host, state }
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.lab.dir()
     }
 
     /// A new namespace with loopback up.
     pub fn ns(&mut self, name: &str) -> Ns {
-        let path = self.dir.path().join(format!("ns-{name}"));
-        Netns::create_at(&path).expect("create namespace");
-        self.namespaces.push(path.clone());
-        let ns = Ns {
-            name: name.to_string(),
-            path,
-        };
-        ns.sh("ip link set lo up");
-        ns
+        self.lab.ns(name)
     }
 
     /// An "internet" namespace linked to the host by a veth pair (203.0.113.0/24,
@@ -139,26 +63,12 @@ impl World {
 
     /// `weft ARGS` run inside the host namespace against this world's state directory.
     pub fn weft(&self, args: &[&str]) -> Output {
-        self.host
-            .cmd(env!("CARGO_BIN_EXE_weft"))
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .output()
-            .expect("run weft")
+        cli::weft(&self.host, env!("CARGO_BIN_EXE_weft"), &self.state, args)
     }
 
     /// Runs weft and returns stdout; panics with stderr on failure.
     pub fn weft_ok(&self, args: &[&str]) -> String {
-        let out = self.weft(args);
-        assert!(
-            out.status.success(),
-            "weft {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        cli::weft_ok(&self.host, env!("CARGO_BIN_EXE_weft"), &self.state, args)
     }
 
     /// Runs weft expecting failure; returns (exit code, stderr).
@@ -239,30 +149,6 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) {
         {
             out.push(p);
         }
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for p in self.namespaces.iter().rev() {
-            if let Err(e) = Netns::remove_at(p) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-    }
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -13,13 +13,14 @@
 
 use super::sh;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use weft_bgp::{BgpBackend, BgpBackendConfig};
 use weft_drivers::backend::{Backend, BackendInit, LocalNode, Peer};
+use weft_drivers::netns::Netns;
+use weft_testkit::eventually;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -144,19 +145,16 @@ impl Host {
 
     /// Waits until `ip route show proto 87` satisfies `f`; the panic shows the routes.
     pub fn wait_routes(&self, what: &str, f: impl Fn(&str) -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let routes = self.bgp_routes();
-            if f(&routes) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "host{}: timed out waiting for {what}; proto 87 routes:\n{routes}",
-                self.n
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut routes = String::new();
+        let ok = eventually(Duration::from_secs(30), || {
+            routes = self.bgp_routes();
+            f(&routes)
+        });
+        assert!(
+            ok,
+            "host{}: timed out waiting for {what}; proto 87 routes:\n{routes}",
+            self.n
+        );
     }
 
     /// One ping from this host's container to `ip` (IPv4 or IPv6).
@@ -341,18 +339,12 @@ pub fn ifindex(ns: &str, dev: &str) -> u32 {
     out.split(':').next().unwrap().trim().parse().unwrap()
 }
 
-/// Runs `f` on a scoped thread that entered `/run/netns/<ns>` first.
+/// Runs `f` on a thread inside `/run/netns/<ns>`.
 pub fn in_ns<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> R {
-    let path = format!("/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("netns file");
-            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
+    Netns::open(format!("/run/netns/{ns}"))
+        .expect("netns file")
+        .run(f)
+        .expect("setns")
 }
 
 /// Feeds every host the others as peers.

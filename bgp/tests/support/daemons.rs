@@ -7,6 +7,7 @@ use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use weft_testkit::stop_child;
 
 /// A child process we own; killed (then reaped) on drop.
 pub struct Owned {
@@ -44,21 +45,9 @@ impl Owned {
 
     /// Asks the process to exit (SIGTERM), waits up to 10 s, then kills it.
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let pid = Pid::from_raw(c.id() as i32);
-        let _ = kill(pid, Signal::SIGCONT);
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(c) = self.child.take() {
+            stop_child(c, Duration::from_secs(10));
         }
-        let _ = c.kill();
-        let _ = c.wait();
     }
 
     /// The daemon's log so far (for failure messages).

@@ -13,10 +13,12 @@ pub mod cluster;
 pub mod daemons;
 
 use std::future::Future;
-use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use weft_drivers::netns::Netns;
+use weft_testkit::eventually;
 
 /// Address of the weft side.
 pub const WEFT_V4: &str = "10.0.0.1";
@@ -27,24 +29,9 @@ pub const WEFT_V6: &str = "fd00::1";
 /// IPv6 address of the daemon side.
 pub const PEER_V6: &str = "fd00::2";
 
-/// Why an interop test cannot run here, if it cannot.
+/// Why an interop test cannot run here, if it cannot. `ip` builds every topology.
 pub fn skip_reason(programs: &[&str]) -> Option<String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("needs root to create network namespaces".into());
-    }
-    for p in programs.iter().chain(&["ip"]) {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {p}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!(
-                "{p} is not installed (scripts/install-deps installs it)"
-            ));
-        }
-    }
-    None
+    weft_testkit::skip_reason(&[programs, &["ip"]].concat())
 }
 
 /// Skips the calling test (with the reason printed) when prerequisites are missing.
@@ -150,10 +137,8 @@ impl Topology {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
-        let ns = self.weft_ns.clone();
-        let h = std::thread::spawn(move || {
-            let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns file");
-            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let ns = Netns::open(format!("/run/netns/{}", self.weft_ns)).expect("netns file");
+        ns.run(|| {
             // Runtime threads are created from this thread and so inherit its namespace.
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -161,10 +146,8 @@ impl Topology {
                 .build()
                 .unwrap();
             rt.block_on(f());
-        });
-        if let Err(panic) = h.join() {
-            std::panic::resume_unwind(panic);
-        }
+        })
+        .expect("setns");
     }
 }
 
@@ -196,13 +179,9 @@ where
 }
 
 /// Blocking variant of [`wait_for`] for code outside a runtime.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+pub fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    assert!(
+        eventually(timeout, f),
+        "timed out after {timeout:?} waiting for {what}"
+    );
 }
