@@ -26,7 +26,8 @@ fn containers_reach_each_other_the_gateway_and_the_internet_through_masquerade()
     assert!(c1.ping("10.88.0.3"), "container to container");
     assert!(c2.ping("10.88.0.1"), "container to gateway");
     assert_eq!(
-        c1.sh("cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6").trim(),
+        c1.sh("cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6")
+            .trim(),
         "1",
         "IPv6 off on an IPv4-only interface: no link-local DAD/MLD flooded to every container"
     );

@@ -60,6 +60,7 @@ add rule inet {t} postrouting ip saddr 127.0.0.0/8 ip daddr @nets4 masquerade co
 add rule inet {t} postrouting ip saddr @masq4 ip daddr != @nets4 ip daddr != @cluster4 masquerade
 add rule inet {t} postrouting ip6 saddr @masq6 ip6 daddr != @nets6 ip6 daddr != @cluster6 masquerade
 flush chain inet {t} forward
+add rule inet {t} forward ct state established,related accept comment \"only a flow's first packet meets the policy below\"
 add rule inet {t} forward ct status dnat accept comment \"published ports are reachable from anywhere\"
 add rule inet {t} forward iifname vmap @forward_in
 add rule inet {t} forward oifname vmap @forward_out
