@@ -120,34 +120,17 @@ pub fn comment(key: &str) -> String {
 
 /// The network's accept rules, as arguments after `-C/-I/-D DOCKER-USER`.
 pub fn rules(interface: &str, key: &str) -> [Vec<String>; 2] {
+    accept_rules(["-i", interface], ["-o", interface], key)
+}
+
+/// Accepts what `sent` matches (the network's own traffic) and what `received` matches when it
+/// is a reply or published-port traffic.
+fn accept_rules(sent: [&str; 2], received: [&str; 2], key: &str) -> [Vec<String>; 2] {
     let mark = comment(key);
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    [
-        s(&[
-            "-i",
-            interface,
-            "-m",
-            "comment",
-            "--comment",
-            &mark,
-            "-j",
-            "ACCEPT",
-        ]),
-        s(&[
-            "-o",
-            interface,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "RELATED,ESTABLISHED,DNAT",
-            "-m",
-            "comment",
-            "--comment",
-            &mark,
-            "-j",
-            "ACCEPT",
-        ]),
-    ]
+    let tail = ["-m", "comment", "--comment", &mark, "-j", "ACCEPT"];
+    let state = ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"];
+    let join = |parts: &[&[&str]]| parts.concat().iter().map(|x| x.to_string()).collect();
+    [join(&[&sent, &tail]), join(&[&received, &state, &tail])]
 }
 
 /// The rule accepting traffic from `prefix` (a cluster's) into the bridge, as arguments after
@@ -173,35 +156,8 @@ pub fn cluster_rule(interface: &str, key: &str, prefix: &IpNet) -> Vec<String> {
 /// The accept rules of a network known by its subnets: from each subnet of the family, and
 /// replies or published-port traffic into it.
 fn subnet_rules(subnet: &IpNet, key: &str) -> [Vec<String>; 2] {
-    let mark = comment(key);
     let sub = subnet.trunc().to_string();
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    [
-        s(&[
-            "-s",
-            &sub,
-            "-m",
-            "comment",
-            "--comment",
-            &mark,
-            "-j",
-            "ACCEPT",
-        ]),
-        s(&[
-            "-d",
-            &sub,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "RELATED,ESTABLISHED,DNAT",
-            "-m",
-            "comment",
-            "--comment",
-            &mark,
-            "-j",
-            "ACCEPT",
-        ]),
-    ]
+    accept_rules(["-s", &sub], ["-d", &sub], key)
 }
 
 fn of_family(p: &IpNet, family: Family) -> bool {
