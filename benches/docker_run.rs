@@ -1,6 +1,7 @@
 //! `docker run --rm --network X bb true` against a private dockerd (run as root), for X = none,
 //! a user-defined network of Docker's built-in bridge driver, and weft networks (with Docker's
-//! IPAM and with weft's). Runs are interleaved round by round so drift hits every X alike.
+//! IPAM and with weft's). Runs are interleaved round by round, each round starting one case later,
+//! so drift and the previous run's clean-up hit every X alike.
 //! Prints each median, the network overhead (median minus `none`, and paired: per round, minus
 //! that round's `none` run) and the ratio weft/built-in of the paired overheads.
 //!
@@ -62,7 +63,11 @@ fn main() {
     ];
     println!("docker run --rm --network X bb true: {runs} runs each, interleaved, after {WARMUP} warm-up runs\n");
     for round in 0..WARMUP + runs {
-        for c in cases.iter_mut() {
+        // Each round starts one case later: a run can pay for the clean-up dockerd is still
+        // doing after the one before it, and rotating spreads that over every case alike.
+        let n = cases.len();
+        for i in 0..n {
+            let c = &mut cases[(round + i) % n];
             let t = time_run(&d, c.network);
             if round >= WARMUP {
                 c.times.push(t);

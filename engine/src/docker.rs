@@ -89,9 +89,9 @@ impl Controller {
 
     /// Takes the endpoint's links down without rewriting its record: Docker's DeleteEndpoint
     /// follows and removes it. The record keeps saying joined until then, which nothing acts on
-    /// (reconciliation never re-creates links Docker moved).
+    /// (reconciliation never re-creates links Docker moved). It writes nothing, so it takes no
+    /// store lock: other endpoints' calls need not wait for the kernel.
     pub fn leave_kernel(&self, network: &str, endpoint_id: &str) -> Result<(), EngineError> {
-        let _lock = self.store.lock()?;
         let (net, ep) = self.endpoint(network, endpoint_id)?;
         self.driver(&net.network.driver)?
             .leave(&net.network, &ep.endpoint)?;

@@ -12,6 +12,7 @@ use weft_drivers::netlink::Netlink;
 use weft_engine::{Controller, EndpointRequest, EngineError};
 
 use super::error::DockerError;
+use super::leaving::Leaving;
 
 /// Every method dockerd can call on a NetworkDriver + IpamDriver plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -131,6 +132,8 @@ pub struct DockerApi {
     /// Endpoints Docker created and has not joined yet: endpoint id → (network id, request).
     /// Recorded with their join, in one store write (see `Controller::create_and_join`).
     pending: Mutex<HashMap<String, (String, EndpointRequest)>>,
+    /// Veth removals of answered Leaves (see `leaving`).
+    pub(super) leaving: Leaving,
 }
 
 impl DockerApi {
@@ -141,6 +144,7 @@ impl DockerApi {
             faults: BTreeSet::new(),
             host_prefixes: Box::new(|| Ok(Netlink::open()?.host_prefixes()?)),
             pending: Mutex::new(HashMap::new()),
+            leaving: Leaving::default(),
         }
     }
 
@@ -149,6 +153,11 @@ impl DockerApi {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, (String, EndpointRequest)>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the link removals of answered Leaves (before the daemon exits).
+    pub fn finish_leaves(&self) {
+        self.leaving.finish_all();
     }
 
     /// Replaces where host prefixes come from (tests without a kernel to ask).

@@ -16,6 +16,7 @@ mod api;
 mod cluster;
 mod error;
 mod ipam;
+mod leaving;
 mod network;
 pub mod options;
 mod server;

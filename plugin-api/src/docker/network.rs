@@ -91,6 +91,7 @@ impl DockerApi {
 
     /// Removes the network, or only the alias when it is one of a cluster network.
     pub(super) fn delete_network(&self, req: WireNetworkRequest) -> Result<Value, DockerError> {
+        self.leaving.finish_all();
         self.controller.delete_network(&req.network_id)?;
         self.controller.unpin_endpoints(&req.network_id)?;
         self.pending().retain(|_, (net, _)| *net != req.network_id);
@@ -165,6 +166,7 @@ impl DockerApi {
 
     pub(super) fn delete_endpoint(&self, req: EndpointRequest) -> Result<Value, DockerError> {
         self.pending().remove(&req.endpoint_id);
+        self.leaving.finish(&req.endpoint_id);
         tolerate_gone_endpoint(
             self.controller
                 .delete_endpoint(&req.network_id, &req.endpoint_id),
@@ -238,13 +240,21 @@ impl DockerApi {
         if self.is_pending(&req) {
             return Ok(json!({}));
         }
-        // The record goes with the DeleteEndpoint that follows; rewriting it here would only
-        // cost time.
-        tolerate_gone_endpoint(
-            self.controller
-                .leave_kernel(&req.network_id, &req.endpoint_id),
-            "Leave",
-        )?;
+        // Looked up now, so an unknown network is refused as before; the record itself goes
+        // with the DeleteEndpoint that follows.
+        match self.controller.endpoint(&req.network_id, &req.endpoint_id) {
+            Ok(_) => {
+                let controller = std::sync::Arc::clone(&self.controller);
+                let (network, endpoint) = (req.network_id.clone(), req.endpoint_id.clone());
+                self.leaving.start(&req.endpoint_id, move || {
+                    if let Err(e) = controller.leave_kernel(&network, &endpoint) {
+                        warn!(endpoint = %short(&endpoint), error = %e,
+                            "removing the links of a Docker Leave; DeleteEndpoint tries again");
+                    }
+                });
+            }
+            Err(e) => tolerate_gone_endpoint(Err(e), "Leave")?,
+        }
         info!(network = %short(&req.network_id), endpoint = %short(&req.endpoint_id), "docker endpoint left");
         Ok(json!({}))
     }

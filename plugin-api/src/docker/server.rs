@@ -29,6 +29,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DockerError> {
     let listener = bind(socket).await?;
+    let leaves = Arc::clone(&api);
     info!(socket = %socket.display(), "serving Docker's NetworkDriver and IpamDriver");
     let app = Router::new()
         .fallback(move |uri: Uri, body: Bytes| handle(api.clone(), uri, body))
@@ -37,6 +38,12 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| socket_error(socket, e.to_string()));
+    if tokio::task::spawn_blocking(move || leaves.finish_leaves())
+        .await
+        .is_err()
+    {
+        warn!("waiting for the link removals of answered Leaves failed");
+    }
     if let Err(e) = std::fs::remove_file(socket) {
         if e.kind() != std::io::ErrorKind::NotFound {
             warn!(socket = %socket.display(), error = %e, "cannot remove the plugin socket");
