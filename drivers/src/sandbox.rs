@@ -153,7 +153,7 @@ pub fn configure(ns: &Netns, ifname: &str, config: &SandboxConfig) -> Result<(),
 fn set_ipv6(ns: &Netns, ifname: &str, wanted: bool) -> Result<(), DriverError> {
     let key = sysctl::iface_key("ipv6", ifname, "disable_ipv6");
     ns.run(|| {
-        if !wanted && !std::path::Path::new("/proc/sys").join(&key).exists() {
+        if !wanted && !sysctl::exists(&key) {
             return Ok(());
         }
         sysctl::write(&key, if wanted { "0" } else { "1" })

@@ -38,6 +38,11 @@ pub fn read(key: &str) -> Result<String> {
     read_path(key, &path)
 }
 
+/// Whether `key` exists here (a kernel built without IPv6 has no `net/ipv6`).
+pub fn exists(key: &str) -> bool {
+    path_of(key).is_ok_and(|p| p.exists())
+}
+
 /// The per-interface key `net/<family>/conf/<iface>/<name>`; `family` is `ipv4` or `ipv6`.
 pub fn iface_key(family: &str, iface: &str, name: &str) -> String {
     format!("net/{family}/conf/{iface}/{name}")
