@@ -367,7 +367,7 @@ fn status_reports_what_the_kernel_lost() {
     w.host.sh("nft flush map inet weft ports4_any");
     let status: serde_json::Value =
         serde_json::from_str(&w.weft_ok(&["status", "--json"])).unwrap();
-    let st = status
+    let st = status["networks"]
         .as_array()
         .unwrap()
         .iter()

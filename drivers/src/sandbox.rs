@@ -66,6 +66,14 @@ pub fn create_veth(
     peer: &VethEnd,
     ns: Option<&Netns>,
 ) -> Result<u32, DriverError> {
+    if let Some(ns) = ns.filter(|ns| ns.same_as_current()) {
+        // Every consumer's attach comes through here: the container side would put a
+        // container's addresses and default route on the host itself.
+        return Err(DriverError::Invalid(format!(
+            "{} is the host's own network namespace: attaching it would give the host a container's addresses and default route; give the container's namespace (or use the `host` network)",
+            ns.path().display()
+        )));
+    }
     nl.del_link_by_name(&host.name)?;
     if ns.is_none() {
         nl.del_link_by_name(&peer.name)?;

@@ -19,6 +19,7 @@ use weft_drivers::Sandbox;
 
 use crate::endpoints::{AddressRequest, EndpointRequest};
 use crate::error::EngineError;
+use crate::intents::Intent;
 use crate::records::{self, load, save, EndpointRecord, NetworkRecord};
 use crate::{ids, Controller};
 
@@ -69,22 +70,39 @@ impl Controller {
         req: &EndpointRequest,
         sandbox: Sandbox,
     ) -> Result<JoinInfo, EngineError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         let net = self.network(network)?;
         let key = records::endpoint_key(&net.network.id, endpoint_id);
-        let mut ep = match load::<EndpointRecord>(self.store(), &key)? {
-            Some(existing) => existing,
-            None => self.docker_endpoint(&net, endpoint_id, req)?,
+        let (mut ep, intent) = match load::<EndpointRecord>(self.store(), &key)? {
+            Some(existing) => (existing, None),
+            None => {
+                let ep = self.docker_endpoint(&net, endpoint_id, req)?;
+                let intent = self.record_intent(Intent::Connect {
+                    network_id: net.network.id.clone(),
+                    endpoint_id: endpoint_id.to_string(),
+                    netns: None,
+                })?;
+                (ep, Some(intent))
+            }
         };
         let driver = self.driver(&net.network.driver)?;
-        let info = driver.join(&net.network, &ep.endpoint, &sandbox)?;
-        ep.endpoint.sandbox = Some(sandbox);
-        ep.join = Some(info.clone());
-        if let Err(e) = save(self.store(), &key, &ep) {
-            let _ = driver.leave(&net.network, &ep.endpoint);
-            return Err(e);
+        let result = driver
+            .join(&net.network, &ep.endpoint, &sandbox)
+            .map_err(EngineError::from)
+            .and_then(|info| {
+                ep.endpoint.sandbox = Some(sandbox);
+                ep.join = Some(info.clone());
+                save(self.store(), &key, &ep).inspect_err(|_| {
+                    let _ = driver.leave(&net.network, &ep.endpoint);
+                })?;
+                Ok(info)
+            });
+        if let Some(intent) = intent {
+            // Joined and recorded, or failed with the links undone by the driver: the
+            // addresses are Docker's IPAM's, so nothing else was claimed.
+            self.forget_intent(&intent)?;
         }
-        Ok(info)
+        result
     }
 
     /// Takes the endpoint's links down without rewriting its record: Docker's DeleteEndpoint

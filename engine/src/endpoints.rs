@@ -14,6 +14,7 @@ use weft_drivers::{Endpoint, MacAddr, Sandbox};
 use weft_ipam::Ipam;
 
 use crate::error::EngineError;
+use crate::intents::Intent;
 use crate::ports::{self, PortSpec};
 use crate::records::{self, load, save, EndpointRecord, NetworkRecord};
 use crate::{ids, Controller};
@@ -57,17 +58,31 @@ impl Controller {
         req: &EndpointRequest,
     ) -> Result<EndpointRecord, EngineError> {
         check_endpoint_id(endpoint_id)?;
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         let net = self.network(network)?;
         let key = records::endpoint_key(&net.network.id, endpoint_id);
         if let Some(existing) = load::<EndpointRecord>(self.store(), &key)? {
             return Ok(existing);
         }
-        let ep = self.new_endpoint(&net, endpoint_id, req)?;
+        let intent = self.record_intent(Intent::Connect {
+            network_id: net.network.id.clone(),
+            endpoint_id: endpoint_id.to_string(),
+            netns: None,
+        })?;
+        let ep = match self.new_endpoint(&net, endpoint_id, req) {
+            Ok(ep) => ep,
+            Err(e) => {
+                self.forget_intent(&intent)?;
+                return Err(e);
+            }
+        };
         if let Err(e) = save(self.store(), &key, &ep) {
-            self.release_leases(&ep.leases);
+            if self.release_leases(&ep.leases).is_ok() {
+                self.forget_intent(&intent)?;
+            }
             return Err(e);
         }
+        self.forget_intent(&intent)?;
         Ok(ep)
     }
 
@@ -85,8 +100,11 @@ impl Controller {
             .and_then(|addresses| {
                 self.unjoined_endpoint(net, endpoint_id, addresses, req, &leases)
             });
-        if result.is_err() {
-            self.release_leases(&leases);
+        if let Err(e) = result {
+            // What cannot be released now stays with this owner: the intent's recovery
+            // finds it.
+            self.release_leases(&leases)?;
+            return Err(e);
         }
         result
     }
@@ -102,6 +120,7 @@ impl Controller {
         leases: &[(String, IpAddr)],
     ) -> Result<EndpointRecord, EngineError> {
         let mac = req.mac.unwrap_or_else(|| default_mac(&addresses));
+        crate::validate::endpoint(net, &addresses, mac, &req.owner)?;
         let endpoint = Endpoint {
             id: endpoint_id.to_string(),
             network_id: net.network.id.clone(),
@@ -178,12 +197,20 @@ impl Controller {
         }
     }
 
-    fn release_leases(&self, leases: &[(String, IpAddr)]) {
+    /// Releases every address it can and reports the first failure: a teardown must not
+    /// claim success while an address stays reserved.
+    pub(crate) fn release_leases(&self, leases: &[(String, IpAddr)]) -> Result<(), EngineError> {
         let ipam = Ipam::new(self.store());
+        let mut first = None;
         for (pool, addr) in leases {
             if let Err(e) = ipam.release_address(pool, *addr) {
                 warn!(%pool, %addr, error = %e, "releasing address failed");
+                first.get_or_insert(e);
             }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err(e.into()),
         }
     }
 
@@ -207,7 +234,7 @@ impl Controller {
         Ok((net, ep))
     }
 
-    fn save_endpoint(&self, ep: &EndpointRecord) -> Result<(), EngineError> {
+    pub(crate) fn save_endpoint(&self, ep: &EndpointRecord) -> Result<(), EngineError> {
         save(
             self.store(),
             &records::endpoint_key(&ep.endpoint.network_id, &ep.endpoint.id),
@@ -222,7 +249,7 @@ impl Controller {
         endpoint_id: &str,
         sandbox: Sandbox,
     ) -> Result<JoinInfo, EngineError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         let (net, mut ep) = self.endpoint(network, endpoint_id)?;
         let info = self.join_kernel(&net, &mut ep, sandbox)?;
         if let Err(e) = self.save_endpoint(&ep) {
@@ -255,20 +282,37 @@ impl Controller {
         endpoint_id: &str,
         specs: &[PortSpec],
     ) -> Result<EndpointRecord, EngineError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         let (net, mut ep) = self.endpoint(network, endpoint_id)?;
+        let intent = self.record_intent(Intent::Publish {
+            network_id: net.network.id.clone(),
+            endpoint_id: endpoint_id.to_string(),
+        })?;
+        let result = self.replace_ports(&net, &mut ep, specs);
+        match &result {
+            Ok(()) => self.forget_intent(&intent)?,
+            Err(_) => match self.unpublish(&net, &mut ep) {
+                Ok(()) => self.forget_intent(&intent)?,
+                Err(undo) => warn!(endpoint = %&endpoint_id[..12.min(endpoint_id.len())],
+                    error = %undo, "undoing a failed publish; the next command tries again"),
+            },
+        }
+        result.map(|()| ep)
+    }
+
+    /// Unpublishes what was published, reserves and publishes `specs`, records the result.
+    fn replace_ports(
+        &self,
+        net: &NetworkRecord,
+        ep: &mut EndpointRecord,
+        specs: &[PortSpec],
+    ) -> Result<(), EngineError> {
         if ep.published || !ep.endpoint.ports.is_empty() {
-            self.unpublish(&net, &mut ep)?;
+            self.unpublish(net, ep)?;
         }
-        self.reserve_ports(&net, &mut ep, specs)?;
-        let result = self
-            .publish(&net, &mut ep)
-            .and_then(|()| self.save_endpoint(&ep));
-        if let Err(e) = result {
-            let _ = self.unpublish(&net, &mut ep);
-            return Err(e);
-        }
-        Ok(ep)
+        self.reserve_ports(net, ep, specs)?;
+        self.publish(net, ep)?;
+        self.save_endpoint(ep)
     }
 
     fn reserve_ports(
@@ -290,24 +334,28 @@ impl Controller {
     }
 
     /// Removes the DNAT entries and releases the host ports.
-    fn unpublish(&self, net: &NetworkRecord, ep: &mut EndpointRecord) -> Result<(), EngineError> {
+    pub(crate) fn unpublish(
+        &self,
+        net: &NetworkRecord,
+        ep: &mut EndpointRecord,
+    ) -> Result<(), EngineError> {
         self.driver(&net.network.driver)?
             .revoke_external_connectivity(&net.network, &ep.endpoint)?;
-        ports::release(self.store(), &ep.endpoint.ports);
+        ports::release(self.store(), &ep.endpoint.ports)?;
         ep.endpoint.ports.clear();
         ep.published = false;
         Ok(())
     }
 
     pub fn revoke_external(&self, network: &str, endpoint_id: &str) -> Result<(), EngineError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         let (net, mut ep) = self.endpoint(network, endpoint_id)?;
         self.unpublish(&net, &mut ep)?;
         self.save_endpoint(&ep)
     }
 
     pub fn leave(&self, network: &str, endpoint_id: &str) -> Result<(), EngineError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         let (net, mut ep) = self.endpoint(network, endpoint_id)?;
         self.driver(&net.network.driver)?
             .leave(&net.network, &ep.endpoint)?;
@@ -320,16 +368,29 @@ impl Controller {
     /// ports, drop the record), keeping going past failures and reporting them all. The record
     /// stays if the kernel could not be cleaned, so the removal can be retried.
     pub fn delete_endpoint(&self, network: &str, endpoint_id: &str) -> Result<(), EngineError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         let (net, ep) = self.endpoint(network, endpoint_id)?;
-        self.teardown(&net, &ep)?;
-        self.store
-            .delete(&records::endpoint_key(&net.network.id, endpoint_id))?;
-        Ok(())
+        let intent = self.record_intent(Intent::Disconnect {
+            network_id: net.network.id.clone(),
+            endpoint_id: endpoint_id.to_string(),
+        })?;
+        let result = self.teardown(&net, &ep).and_then(|()| {
+            self.store
+                .delete(&records::endpoint_key(&net.network.id, endpoint_id))?;
+            Ok(())
+        });
+        // Finished, or failed with the record still there (kernel first, claims after): either
+        // way nothing is half-done that the intent must remember.
+        self.forget_intent(&intent)?;
+        result
     }
 
     /// Kernel first, then the store's reservations.
-    fn teardown(&self, net: &NetworkRecord, ep: &EndpointRecord) -> Result<(), EngineError> {
+    pub(crate) fn teardown(
+        &self,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+    ) -> Result<(), EngineError> {
         let driver = self.driver(&net.network.driver)?;
         let mut errors = Vec::new();
         if let Err(e) = driver.revoke_external_connectivity(&net.network, &ep.endpoint) {
@@ -339,9 +400,8 @@ impl Controller {
             errors.push(e);
         }
         weft_drivers::DriverError::collect(errors)?;
-        ports::release(self.store(), &ep.endpoint.ports);
-        self.release_leases(&ep.leases);
-        Ok(())
+        ports::release(self.store(), &ep.endpoint.ports)?;
+        self.release_leases(&ep.leases)
     }
 
     /// The endpoint id `connect` gives when none is asked for.
@@ -358,7 +418,7 @@ impl Controller {
     ) -> Result<EndpointRecord, EngineError> {
         // A bad namespace fails before anything is allocated.
         Netns::open(&req.netns)?;
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         let net = self.network(network)?;
         let id = match &req.endpoint_id {
             Some(id) => {
@@ -380,7 +440,18 @@ impl Controller {
                 hint: "disconnect it first, or pick another --ifname".into(),
             });
         }
-        let mut ep = self.new_endpoint(&net, &id, &req.endpoint)?;
+        let intent = self.record_intent(Intent::Connect {
+            network_id: net.network.id.clone(),
+            endpoint_id: id.clone(),
+            netns: Some(req.netns.clone()),
+        })?;
+        let mut ep = match self.new_endpoint(&net, &id, &req.endpoint) {
+            Ok(ep) => ep,
+            Err(e) => {
+                self.forget_intent(&intent)?;
+                return Err(e);
+            }
+        };
         let result = self
             .reserve_ports(&net, &mut ep, &req.ports)
             .and_then(|()| self.join_kernel(&net, &mut ep, Sandbox::Netns(req.netns.clone())))
@@ -388,12 +459,17 @@ impl Controller {
             .and_then(|()| save(self.store(), &key, &ep));
         match result {
             Ok(()) => {
+                self.forget_intent(&intent)?;
                 info!(network = %net.network.name, endpoint = %&id[..12], "connected");
                 Ok(ep)
             }
             Err(e) => {
-                if let Err(undo) = self.teardown(&net, &ep) {
-                    warn!(endpoint = %id, error = %undo, "rolling back a failed connect");
+                match self.teardown(&net, &ep) {
+                    Ok(()) => self.forget_intent(&intent)?,
+                    // The intent stays: the next command finishes the undo.
+                    Err(undo) => {
+                        warn!(endpoint = %id, error = %undo, "rolling back a failed connect")
+                    }
                 }
                 Err(e)
             }

@@ -5,7 +5,8 @@
 //! Every public operation holds the store lock from its first read to its last write, so the
 //! CLI, the daemon and concurrent CNI invocations see each other's changes whole. Kernel work
 //! happens through the drivers while the lock is held; a failure undoes what the operation did
-//! (kernel and store) before the error is returned.
+//! (kernel and store) before the error is returned, and a crash is settled by the next
+//! operation through the intent log (see `intents` and `recovery`).
 
 mod aliases;
 mod builtin;
@@ -14,11 +15,14 @@ mod docker;
 mod endpoints;
 mod error;
 pub mod ids;
+pub mod intents;
 mod networks;
 pub mod ports;
 mod reconcile;
 pub mod records;
+mod recovery;
 mod status;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 use weft_drivers::netlink::Netlink;
 use weft_drivers::{Network, SubnetInfo};
 use weft_ipam::{Ipam, Pool, PoolRequest};
 
 use crate::error::EngineError;
+use crate::intents::Intent;
 use crate::records::{self, load, save, NetworkRecord, Origin};
 use crate::{ids, Controller, EndpointRecord};
 
@@ -54,35 +55,54 @@ impl Controller {
                 )));
             }
         }
+        crate::validate::given_subnets(&req)?;
         let driver = self.driver(&req.driver)?;
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         if let Some(id) = &req.id {
             if let Some(existing) = load::<NetworkRecord>(self.store(), &records::network_key(id))?
             {
                 return Ok(existing);
             }
         }
+        if self.store.get(&records::name_key(&req.name))?.is_some() {
+            return Err(name_taken(&req.name));
+        }
         let id = req.id.clone().unwrap_or_else(ids::random_id);
+        let intent = self.record_intent(Intent::CreateNetwork {
+            id: id.clone(),
+            name: req.name.clone(),
+            driver: req.driver.clone(),
+            internal: req.internal,
+            enable_ipv6: req.enable_ipv6,
+            options: req.options.clone(),
+            pool_owner: pool_owner(&req.name, &id),
+        })?;
         if !self
             .store
             .create(&records::name_key(&req.name), id.as_bytes())?
         {
-            return Err(EngineError::Exists {
-                kind: "network",
-                name: req.name.clone(),
-                hint: "choose another name or remove it first with `weft network rm`".into(),
-            });
+            self.forget_intent(&intent)?;
+            return Err(name_taken(&req.name));
         }
         let mut pools = Vec::new();
         let result = self.build_network(&req, &id, driver, &mut pools);
         match result {
             Ok(record) => {
+                self.forget_intent(&intent)?;
                 info!(network = %record.network.name, id = %id, "network created");
                 Ok(record)
             }
             Err(e) => {
-                self.release_pools(&pools);
-                let _ = self.store.delete(&records::name_key(&req.name));
+                let undone = self
+                    .release_pools(&pools)
+                    .and_then(|()| Ok(self.store.delete(&records::name_key(&req.name))?));
+                match undone {
+                    Ok(_) => self.forget_intent(&intent)?,
+                    // The intent stays: the next command finishes the undo.
+                    Err(undo) => {
+                        warn!(network = %req.name, error = %undo, "undoing a failed create")
+                    }
+                }
                 Err(e)
             }
         }
@@ -179,7 +199,7 @@ impl Controller {
         };
         let ipam = Ipam::new(self.store());
         for mut r in wanted {
-            r.owner = format!("network {} ({})", req.name, &id[..12]);
+            r.owner = pool_owner(&req.name, id);
             if !gateways && r.gateway.is_some() {
                 return Err(EngineError::Invalid(format!(
                     "network {}: driver {} uses no gateway address; drop --gateway",
@@ -196,14 +216,15 @@ impl Controller {
         Ok(())
     }
 
-    fn release_pools(&self, pools: &[(Pool, Option<IpNet>)]) {
+    fn release_pools(&self, pools: &[(Pool, Option<IpNet>)]) -> Result<(), EngineError> {
         let ipam = Ipam::new(self.store());
         for (pool, gw) in pools {
             if let Some(gw) = gw {
-                let _ = ipam.release_address(&pool.id, gw.addr());
+                ipam.release_address(&pool.id, gw.addr())?;
             }
-            let _ = ipam.release_pool(&pool.id);
+            ipam.release_pool(&pool.id)?;
         }
+        Ok(())
     }
 
     /// Finds a network by name, full id or unique id prefix. The full id of an alias (see
@@ -259,37 +280,23 @@ impl Controller {
     /// network ids that alias it (`docker_ids`).
     pub fn networks(&self) -> Result<Vec<NetworkRecord>, EngineError> {
         let mut out = self.listed_builtins();
-        for (key, bytes) in self.store.list("networks")? {
-            let rec: NetworkRecord =
-                serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?;
-            out.push(rec);
-        }
+        out.extend(records::readable(self.store.list("networks")?));
         out.sort_by(|a, b| a.network.name.cmp(&b.network.name));
         self.add_alias_ids(&mut out)?;
         Ok(out)
     }
 
     pub fn endpoints(&self, network_id: &str) -> Result<Vec<EndpointRecord>, EngineError> {
-        let mut out = Vec::new();
-        for (key, bytes) in self.store.list(&records::endpoints_prefix(network_id))? {
-            out.push(
-                serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?,
-            );
-        }
-        Ok(out)
+        Ok(records::readable(
+            self.store.list(&records::endpoints_prefix(network_id))?,
+        ))
     }
 
     /// Removes a network that has no endpoints. If the kernel teardown fails the record stays,
     /// so the removal can be retried. The id of an alias removes only the alias.
     pub fn delete_network(&self, name_or_id: &str) -> Result<(), EngineError> {
         self.refuse_builtin(name_or_id, "removed")?;
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         if self.delete_alias(name_or_id)? {
             return Ok(());
         }
@@ -303,6 +310,18 @@ impl Controller {
                 eps.iter().take(3).map(|e| &e.endpoint.id[..12]).collect::<Vec<_>>().join(", ")
             )));
         }
+        let intent = self.record_intent(Intent::RemoveNetwork {
+            id: rec.network.id.clone(),
+        })?;
+        // A failure leaves the record (the removal can be retried) and so needs no intent.
+        let result = self.remove_network(&rec);
+        self.forget_intent(&intent)?;
+        result
+    }
+
+    /// Kernel, pools, then records: the removal of a network with no endpoints, from wherever
+    /// an earlier attempt stopped.
+    pub(crate) fn remove_network(&self, rec: &NetworkRecord) -> Result<(), EngineError> {
         self.driver(&rec.network.driver)?
             .delete_network(&rec.network)?;
         let ipam = Ipam::new(self.store());
@@ -316,7 +335,10 @@ impl Controller {
         }
         self.unpin_endpoints(&rec.network.id)?;
         self.store.delete(&records::network_key(&rec.network.id))?;
-        self.store.delete(&records::name_key(&rec.network.name))?;
+        let name_key = records::name_key(&rec.network.name);
+        if self.store.get(&name_key)?.as_deref() == Some(rec.network.id.as_bytes()) {
+            self.store.delete(&name_key)?;
+        }
         info!(network = %rec.network.name, id = %rec.network.id, "network removed");
         if self.store.children("networks")?.is_empty() {
             if let Some(fw) = &self.firewall {
@@ -355,6 +377,19 @@ impl Controller {
     }
 }
 
+fn name_taken(name: &str) -> EngineError {
+    EngineError::Exists {
+        kind: "network",
+        name: name.to_string(),
+        hint: "choose another name or remove it first with `weft network rm`".into(),
+    }
+}
+
+/// The owner of a network's pools: how an interrupted create finds what it had claimed.
+fn pool_owner(name: &str, id: &str) -> String {
+    format!("network {name} ({})", &id[..12.min(id.len())])
+}
+
 /// Every prefix the host routes or owns, so default pools avoid them.
 fn host_prefixes() -> Result<Vec<IpNet>, EngineError> {
     Ok(Netlink::open()?.host_prefixes()?)
@@ -367,7 +402,7 @@ impl Controller {
     /// Creates the default bridge network `weft` on the first free default pool unless it
     /// exists. Returns it when it was made.
     pub fn ensure_default_network(&self) -> Result<Option<NetworkRecord>, EngineError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.change()?;
         match self.network(DEFAULT_NETWORK) {
             Ok(_) => Ok(None),
             Err(EngineError::NotFound { .. }) => self

@@ -131,10 +131,13 @@ pub(crate) fn reserve(
 ) -> Result<Vec<PortMapping>, EngineError> {
     let mut taken: Vec<PortMapping> = Vec::new();
     let result = reserve_all(store, specs, owner, ephemeral, &mut taken);
-    if result.is_err() {
-        release(store, &taken);
+    if let Err(e) = result {
+        // Best effort: what stays reserved belongs to this owner, and recovery or the
+        // owner's teardown finds it.
+        let _ = release(store, &taken);
+        return Err(e);
     }
-    result.map(|()| taken)
+    Ok(taken)
 }
 
 fn reserve_all(
@@ -198,7 +201,13 @@ fn conflict(store: &dyn Store, m: &PortMapping) -> Result<Option<String>, Engine
     Ok(None)
 }
 
+/// Claims one host port; a port this owner already holds (a retried operation's) is claimed
+/// again without complaint.
 fn claim(store: &dyn Store, m: &PortMapping, owner: &str) -> Result<(), EngineError> {
+    let key = port_key(m.protocol, m.host_port, m.host_ip);
+    if store.get(&key)?.as_deref() == Some(owner.as_bytes()) {
+        return Ok(());
+    }
     if let Some(other) = conflict(store, m)? {
         let host = m
             .host_ip
@@ -209,10 +218,7 @@ fn claim(store: &dyn Store, m: &PortMapping, owner: &str) -> Result<(), EngineEr
             m.host_port, m.protocol
         )));
     }
-    store.create(
-        &port_key(m.protocol, m.host_port, m.host_ip),
-        owner.as_bytes(),
-    )?;
+    store.create(&key, owner.as_bytes())?;
     Ok(())
 }
 
@@ -252,11 +258,57 @@ fn pick(
     )))
 }
 
-/// Releases reservations; absent ones are fine.
-pub(crate) fn release(store: &dyn Store, mappings: &[PortMapping]) {
+/// Releases reservations; absent ones are fine. Keeps going past failures and reports the
+/// first, so that a teardown never claims success while a port stays reserved.
+pub(crate) fn release(store: &dyn Store, mappings: &[PortMapping]) -> Result<(), EngineError> {
+    let mut first = None;
     for m in mappings {
-        let _ = store.delete(&port_key(m.protocol, m.host_port, m.host_ip));
+        if let Err(e) = store.delete(&port_key(m.protocol, m.host_port, m.host_ip)) {
+            first.get_or_insert(e);
+        }
     }
+    match first {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// Every host port `owner` holds, read from the reservations themselves (recovery of an
+/// operation that died before it recorded them). Walks every reservation: for recovery only.
+pub(crate) fn owned_by(store: &dyn Store, owner: &str) -> Result<Vec<PortMapping>, EngineError> {
+    let mut out = Vec::new();
+    for proto in store.children("ports")? {
+        let Ok(protocol) = proto.parse::<Protocol>() else {
+            continue;
+        };
+        for port in store.children(&format!("ports/{proto}"))? {
+            let Ok(host_port) = port.parse::<u16>() else {
+                continue;
+            };
+            for (key, holder) in store.list(&port_prefix(protocol, host_port))? {
+                if holder != owner.as_bytes() {
+                    continue;
+                }
+                let host_ip = match key.rsplit('/').next() {
+                    Some("any") => None,
+                    Some(ip) => match ip.parse() {
+                        Ok(ip) => Some(ip),
+                        Err(_) => continue,
+                    },
+                    None => continue,
+                };
+                // The container port is not kept with the reservation; removing a published
+                // port needs only the host side.
+                out.push(PortMapping {
+                    protocol,
+                    host_ip,
+                    host_port,
+                    container_port: host_port,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The host's ephemeral port range (`net.ipv4.ip_local_port_range`), where ports published as

@@ -14,17 +14,27 @@ impl Controller {
     /// of unknown networks and endpoints, addresses and host ports whose endpoint is gone.
     /// Keeps going past failures; returns one line per change, or every error.
     pub fn reconcile(&self) -> Result<Vec<String>, EngineError> {
-        let _lock = self.store.lock()?;
-        let mut done = Vec::new();
+        let (_lock, settled) = self.change_settling()?;
+        let mut done = settled;
         let mut errors: Vec<EngineError> = Vec::new();
         let nets = self.networks()?;
         let known: Vec<Network> = nets.iter().map(|n| n.network.clone()).collect();
-        // Every known network, of any driver: drivers share the alias scheme, so one that
-        // only knew its own networks would take another driver's links for orphans.
-        for driver in self.drivers.values() {
-            match driver.remove_orphans(&known) {
-                Ok(lines) => done.extend(lines),
-                Err(e) => errors.push(e.into()),
+        let corrupt = self.corrupt_records()?;
+        if corrupt.iter().any(|(key, _)| key.starts_with("networks/")) {
+            // A network whose record cannot be read still has its bridge and its containers:
+            // taking them for orphans would cut those containers off.
+            warn!(
+                corrupt = corrupt.len(),
+                "not removing orphaned kernel objects while a network record is corrupt; `weft status` lists it"
+            );
+        } else {
+            // Every known network, of any driver: drivers share the alias scheme, so one that
+            // only knew its own networks would take another driver's links for orphans.
+            for driver in self.drivers.values() {
+                match driver.remove_orphans(&known) {
+                    Ok(lines) => done.extend(lines),
+                    Err(e) => errors.push(e.into()),
+                }
             }
         }
         for net in &nets {
@@ -65,9 +75,15 @@ impl Controller {
         }
     }
 
+    /// Whether the endpoint `owner` names still counts: its record exists, or an operation on
+    /// it is still pending (its intent could not be settled yet, so it may hold kernel state).
     fn endpoint_exists(&self, owner: &str) -> Result<bool, EngineError> {
         match parse_endpoint_owner(owner) {
-            Some((net, ep)) => Ok(self.store.get(&records::endpoint_key(net, ep))?.is_some()),
+            Some((net, ep)) => Ok(self.store.get(&records::endpoint_key(net, ep))?.is_some()
+                || self
+                    .store
+                    .get(&records::endpoint_intent_key(net, ep))?
+                    .is_some()),
             // Gateways and other owners are not endpoints.
             None => Ok(true),
         }

@@ -6,6 +6,7 @@
 //! - `ports/<proto>/<port>/<host ip|any>`   → owner of a published host port
 //! - `ports-cursor`                        → where the next ephemeral host port search starts
 //! - `network-aliases/<docker id>`          → `AliasRecord` (see `aliases`)
+//! - `intents/<object>`                     → `IntentRecord` (see `intents`)
 
 use std::collections::BTreeMap;
 
@@ -95,6 +96,16 @@ pub fn port_key(protocol: Protocol, port: u16, host_ip: Option<std::net::IpAddr>
 
 pub const PORTS_CURSOR: &str = "ports-cursor";
 
+pub const INTENTS: &str = "intents";
+
+pub fn network_intent_key(network_id: &str) -> String {
+    format!("{INTENTS}/network:{network_id}")
+}
+
+pub fn endpoint_intent_key(network_id: &str, endpoint_id: &str) -> String {
+    format!("{INTENTS}/endpoint:{network_id}:{endpoint_id}")
+}
+
 /// Owner string of addresses and ports held by an endpoint; reconciliation releases those whose
 /// endpoint record is gone.
 pub fn endpoint_owner(network_id: &str, endpoint_id: &str) -> String {
@@ -115,6 +126,22 @@ pub fn load<T: DeserializeOwned>(store: &dyn Store, key: &str) -> Result<Option<
                 reason: e.to_string(),
             }),
     }
+}
+
+/// The records of a listing that decode; each one that does not is logged with its key and
+/// skipped, so that one damaged file never stops operations on every other object
+/// (`Controller::corrupt_records` lists them for `weft status`).
+pub fn readable<T: DeserializeOwned>(listing: Vec<(String, Vec<u8>)>) -> Vec<T> {
+    listing
+        .into_iter()
+        .filter_map(|(key, bytes)| match serde_json::from_slice(&bytes) {
+            Ok(rec) => Some(rec),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "skipping a corrupt record; `weft status` lists it");
+                None
+            }
+        })
+        .collect()
 }
 
 pub fn save<T: Serialize>(store: &dyn Store, key: &str, value: &T) -> Result<(), EngineError> {

@@ -16,6 +16,9 @@ use super::*;
 struct FakeDriver {
     calls: Mutex<Vec<String>>,
     fail: Mutex<Option<&'static str>>,
+    /// A step that panics: the operation dies there, as a process killed at that point would
+    /// (its lock is released, its intent stays).
+    crash: Mutex<Option<&'static str>>,
 }
 
 impl FakeDriver {
@@ -23,6 +26,10 @@ impl FakeDriver {
         self.calls.lock().unwrap().push(name.to_string());
         if *self.fail.lock().unwrap() == Some(name) {
             return Err(DriverError::Invalid(format!("injected failure in {name}")));
+        }
+        if *self.crash.lock().unwrap() == Some(name) {
+            *self.crash.lock().unwrap() = None;
+            panic!("injected crash in {name}");
         }
         Ok(())
     }
@@ -459,4 +466,141 @@ fn an_alias_follows_a_remade_cluster_network_and_says_when_it_is_gone() {
     // Docker can still remove it.
     c.delete_network(ALIAS).unwrap();
     assert!(c.aliases().unwrap().is_empty());
+}
+
+/// Runs `op`, which dies in the driver step `at`.
+fn crashes_at<T>(driver: &FakeDriver, at: &'static str, op: impl FnOnce() -> T) {
+    *driver.crash.lock().unwrap() = Some(at);
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).is_err();
+    assert!(died, "the operation did not reach {at}");
+}
+
+#[test]
+fn a_connect_killed_at_any_step_can_be_retried_and_leaves_nothing() {
+    for step in ["validate_endpoint", "join", "program_external"] {
+        let (c, store, driver) = controller();
+        c.create_network(net_request("n1", "10.1.0.0/24")).unwrap();
+        let before = keys(&store);
+        let req = connect_request("eth0", &["8080:80", "0:53/udp"]);
+        crashes_at(&driver, step, || c.connect("n1", &req));
+        assert_eq!(c.pending().unwrap().len(), 1, "{step}: the intent stays");
+        // The retry settles the dead attempt first: its own host port is no conflict.
+        let ep = c
+            .connect("n1", &req)
+            .unwrap_or_else(|e| panic!("{step}: retry: {e}"));
+        assert_eq!(ep.endpoint.addresses, vec!["10.1.0.2/24".parse().unwrap()]);
+        c.disconnect("n1", &ep.endpoint.id).unwrap();
+        assert_eq!(keys(&store), before, "{step}: left store changes");
+        assert!(c.pending().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_killed_connect_is_undone_by_any_later_command() {
+    let (c, store, driver) = controller();
+    c.create_network(net_request("n1", "10.1.0.0/24")).unwrap();
+    let before = keys(&store);
+    let req = connect_request("eth0", &["8080:80"]);
+    crashes_at(&driver, "program_external", || c.connect("n1", &req));
+    driver.calls.lock().unwrap().clear();
+    // An unrelated network's creation settles it: the kernel is undone, then the claims.
+    c.create_network(net_request("n2", "10.2.0.0/24")).unwrap();
+    let calls = driver.calls.lock().unwrap().clone();
+    assert_eq!(calls[..2], ["revoke_external", "leave"], "{calls:?}");
+    c.delete_network("n2").unwrap();
+    assert_eq!(keys(&store), before);
+    // And the host port is free for another endpoint.
+    c.connect("n1", &connect_request("eth1", &["8080:80"]))
+        .unwrap();
+}
+
+#[test]
+fn a_network_create_killed_midway_frees_its_name_and_subnet() {
+    let (c, store, driver) = controller();
+    crashes_at(&driver, "create_network", || {
+        c.create_network(net_request("n1", "10.1.0.0/24"))
+    });
+    assert!(store.dump().contains_key("network-names/n1"));
+    let rec = c
+        .create_network(net_request("n1", "10.1.0.0/24"))
+        .expect("name and subnet are free again");
+    c.delete_network(&rec.network.id).unwrap();
+    assert!(keys(&store).is_empty(), "left behind: {:?}", keys(&store));
+    assert!(driver
+        .calls
+        .lock()
+        .unwrap()
+        .contains(&"delete_network".to_string()));
+}
+
+#[test]
+fn a_killed_disconnect_is_finished_not_left_a_zombie() {
+    let (c, store, driver) = controller();
+    c.create_network(net_request("n1", "10.1.0.0/24")).unwrap();
+    let before = keys(&store);
+    let ep = c
+        .connect("n1", &connect_request("eth0", &["8080:80"]))
+        .unwrap();
+    crashes_at(&driver, "leave", || c.disconnect("n1", &ep.endpoint.id));
+    // Reconciliation (the daemon's start, `weft status --repair`) finishes it instead of
+    // republishing the half-removed endpoint's ports.
+    let done = c.reconcile().unwrap();
+    assert!(
+        done.iter()
+            .any(|l| l.contains("finished an interrupted disconnect")),
+        "{done:?}"
+    );
+    assert!(c.endpoints(&ep.endpoint.network_id).unwrap().is_empty());
+    assert_eq!(keys(&store), before);
+}
+
+#[test]
+fn a_killed_network_removal_is_finished() {
+    let (c, store, driver) = controller();
+    let rec = c.create_network(net_request("n1", "10.1.0.0/24")).unwrap();
+    crashes_at(&driver, "delete_network", || c.delete_network("n1"));
+    c.create_network(net_request("n2", "10.2.0.0/24")).unwrap();
+    assert!(c.network(&rec.network.id).is_err(), "n1 is gone");
+    c.delete_network("n2").unwrap();
+    assert!(keys(&store).is_empty(), "left behind: {:?}", keys(&store));
+}
+
+#[test]
+fn a_killed_publish_leaves_the_endpoint_with_no_ports() {
+    let (c, store, driver) = controller();
+    c.create_network(net_request("n1", "10.1.0.0/24")).unwrap();
+    let id = "e".repeat(64);
+    let req = connect_request("eth0", &[]).endpoint;
+    c.create_endpoint("n1", &id, &req).unwrap();
+    let specs: Vec<crate::PortSpec> = vec!["8080:80".parse().unwrap()];
+    crashes_at(&driver, "program_external", || {
+        c.program_external("n1", &id, &specs)
+    });
+    assert!(store.dump().keys().any(|k| k.starts_with("ports/")));
+    // Docker retries with the same fixed host port: its own reservation is no conflict.
+    let ep = c.program_external("n1", &id, &specs).unwrap();
+    assert_eq!(ep.endpoint.ports.len(), 1);
+    c.delete_endpoint("n1", &id).unwrap();
+    assert!(!store.dump().keys().any(|k| k.starts_with("ports/")));
+}
+
+#[test]
+fn a_corrupt_record_is_skipped_and_listed() {
+    let (c, store, _) = controller();
+    c.create_network(net_request("n1", "10.1.0.0/24")).unwrap();
+    store
+        .put(&format!("networks/{}", "b".repeat(64)), b"{trunc")
+        .unwrap();
+    let names: Vec<_> = c
+        .networks()
+        .unwrap()
+        .into_iter()
+        .map(|n| n.network.name)
+        .collect();
+    assert!(names.contains(&"n1".to_string()), "{names:?}");
+    c.create_network(net_request("n2", "10.2.0.0/24"))
+        .expect("other networks still work");
+    let corrupt = c.corrupt_records().unwrap();
+    assert_eq!(corrupt.len(), 1, "{corrupt:?}");
+    assert!(corrupt[0].0.ends_with(&"b".repeat(64)));
 }

@@ -264,6 +264,15 @@ impl Store for FileStore {
         }
     }
 
+    fn forget(&self, key: &str) -> Result<bool, StoreError> {
+        let path = self.key_path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if is_absent(&e) => Ok(false),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
     fn lock(&self) -> Result<StoreLock, StoreError> {
         let lock = &self.lock;
         lock.threads.acquire(|| match self.lock_timeout {

@@ -191,10 +191,11 @@ impl<'s> Ipam<'s> {
         }
         // Record the hole first: a crash in between leaves a hole that is still taken, which
         // costs one check later; the other order could hide a free address until a wrap.
+        // The hint only saves time: one that cannot be written (a full disk) must not keep
+        // the address reserved, it only hides the hole until the allocator wraps.
         let mut hint = self.hint(&pool)?;
         if hint.after_release(&pool, address) {
-            self.store
-                .put_hint(&hint_key(&pool.id), &encode_hint(&hint))?;
+            self.save_hint(&pool, &hint);
         }
         self.store.delete(&key)?;
         tracing::debug!(pool = %pool.id, %address, "address released");

@@ -64,6 +64,12 @@ pub trait Store: Send + Sync {
     fn create(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
     /// Durably removes `key`; `Ok(false)` if it was absent.
     fn delete(&self, key: &str) -> Result<bool, StoreError>;
+    /// Removes a key whose return after a power loss costs nothing (a finished operation's
+    /// intent: recovery finds its commit and forgets it again). Stores skip the flush that
+    /// `delete` pays for.
+    fn forget(&self, key: &str) -> Result<bool, StoreError> {
+        self.delete(key)
+    }
     /// Exclusive lock over the whole store, across threads and processes. Re-entrant within a
     /// thread: a thread that holds it may take it again (the inner guard is a no-op).
     fn lock(&self) -> Result<StoreLock, StoreError>;
