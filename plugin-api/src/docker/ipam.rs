@@ -20,10 +20,23 @@ use super::wire::{
 pub const LOCAL_SPACE: &str = "local";
 pub const GLOBAL_SPACE: &str = "global";
 
-/// Owner of everything Docker allocates, made unique per request so that two requests for the
-/// same subnet or address conflict instead of silently sharing it.
-fn docker_owner() -> String {
-    format!("{DOCKER_OWNER_PREFIX}{}", &ids::random_id()[..12])
+/// Owner of a pool Docker asks for: derived from the request (the subnet, or a fresh id for a
+/// default pool), so that a RequestPool retried after weft died half-way finds its pool.
+fn pool_owner(subnet: Option<IpNet>) -> String {
+    match subnet {
+        Some(subnet) => format!(
+            "{DOCKER_OWNER_PREFIX}pool:{}",
+            Pool::id_for(&subnet.trunc())
+        ),
+        None => format!("{DOCKER_OWNER_PREFIX}{}", &ids::random_id()[..12]),
+    }
+}
+
+/// Owner of the addresses Docker holds in a pool: derived from the pool, so that ReleasePool
+/// (Docker has released every address it knew of by then) can take back the ones an interrupted
+/// RequestAddress allocated but never answered with.
+fn address_owner(pool_id: &str) -> String {
+    format!("{DOCKER_OWNER_PREFIX}addr:{pool_id}")
 }
 
 const DOCKER_OWNER_PREFIX: &str = "docker:";
@@ -55,6 +68,12 @@ impl DockerApi {
         let _lock = store.lock().map_err(IpamError::from)?;
         if let Some(subnet) = subnet {
             if let Some(existing) = ipam.pool(&Pool::id_for(&subnet.trunc()))? {
+                if existing.owner == pool_owner(Some(subnet)) && !self.subnet_in_use(&existing)? {
+                    // Docker asked before and never created a network on it: weft died before
+                    // its answer, or Docker gave up. The pool is this request's.
+                    info!(pool = %existing.id, "docker address pool requested again");
+                    return Ok(pool_reply(&existing));
+                }
                 return Err(IpamError::Overlap {
                     subnet,
                     other: existing.subnet,
@@ -76,12 +95,23 @@ impl DockerApi {
                 aux: Default::default(),
                 v6: req.v6,
                 mode: Default::default(),
-                owner: docker_owner(),
+                owner: pool_owner(subnet),
             },
             &host_prefixes,
         )?;
         info!(pool = %pool.id, space = %req.address_space, "docker address pool created");
-        Ok(json!({ "PoolID": pool.id, "Pool": pool.subnet.to_string(), "Data": {} }))
+        Ok(pool_reply(&pool))
+    }
+
+    /// Whether a network record has the pool's subnet (Docker's networks record the subnet
+    /// their IPAM gave, not its pool id).
+    fn subnet_in_use(&self, pool: &Pool) -> Result<bool, DockerError> {
+        Ok(self.controller.networks()?.iter().any(|n| {
+            n.network
+                .subnets
+                .iter()
+                .any(|s| s.pool_id == pool.id || s.subnet == pool.subnet)
+        }))
     }
 
     pub(super) fn release_pool(&self, req: ReleasePoolRequest) -> Result<Value, DockerError> {
@@ -89,7 +119,21 @@ impl DockerApi {
             // The cluster network's pool outlives every Docker network that uses it.
             return Ok(json!({}));
         }
-        Ipam::new(self.controller.store()).release_pool(&req.pool_id)?;
+        let store = self.controller.store();
+        let ipam = Ipam::new(store);
+        let _lock = store.lock().map_err(IpamError::from)?;
+        if ipam.pool(&req.pool_id)?.is_some() {
+            // Docker releases its pool after every address it knew of; what its owner still
+            // holds was allocated by a request whose answer never reached Docker.
+            let owner = address_owner(&req.pool_id);
+            for (address, holder) in ipam.allocated(&req.pool_id)? {
+                if holder == owner {
+                    info!(pool = %req.pool_id, %address, "releasing an address Docker never received");
+                    ipam.release_address(&req.pool_id, address)?;
+                }
+            }
+        }
+        ipam.release_pool(&req.pool_id)?;
         Ok(json!({}))
     }
 
@@ -120,7 +164,24 @@ impl DockerApi {
             let want = want.or_else(|| first_host(&pool.subnet));
             ipam.request_address(&req.pool_id, want, GATEWAY_OWNER)?
         } else {
-            ipam.request_address(&req.pool_id, want, &docker_owner())?
+            let owner = address_owner(&req.pool_id);
+            if let Some(address) = want {
+                // One owner for all of Docker's addresses in the pool: an address asked for by
+                // name must be free, not merely Docker's already (two containers, one --ip).
+                if let Some((_, holder)) = ipam
+                    .allocated(&req.pool_id)?
+                    .into_iter()
+                    .find(|(a, _)| *a == address)
+                {
+                    return Err(IpamError::AddressInUse {
+                        address,
+                        owner: holder,
+                        pool: req.pool_id.clone(),
+                    }
+                    .into());
+                }
+            }
+            ipam.request_address(&req.pool_id, want, &owner)?
         };
         Ok(json!({ "Address": address.to_string(), "Data": {} }))
     }
@@ -137,6 +198,10 @@ impl DockerApi {
         Ipam::new(self.controller.store()).release_address(&req.pool_id, address)?;
         Ok(json!({}))
     }
+}
+
+fn pool_reply(pool: &Pool) -> Value {
+    json!({ "PoolID": pool.id, "Pool": pool.subnet.to_string(), "Data": {} })
 }
 
 /// The subnet's first host address (network address + 1).

@@ -520,9 +520,7 @@ fn ipam_pools_gateways_addresses_and_release() {
     );
     assert_eq!(status, 409);
     assert!(e.contains("10.99.5.10") && e.contains("in use"), "{e}");
-    let (_, e) = h.err("IpamDriver.ReleasePool", &json!({"PoolID": "10.99.5.0_24"}));
-    assert!(e.contains("still has 2"), "{e}");
-    for addr in ["10.99.5.128", "10.99.5.10", "10.99.5.1"] {
+    for addr in ["10.99.5.128", "10.99.5.1"] {
         h.ok(
             "IpamDriver.ReleaseAddress",
             &json!({"PoolID": "10.99.5.0_24", "Address": addr}),
@@ -531,9 +529,18 @@ fn ipam_pools_gateways_addresses_and_release() {
     // Releasing twice is harmless (Docker rolls back with repeated calls).
     h.ok(
         "IpamDriver.ReleaseAddress",
-        &json!({"PoolID": "10.99.5.0_24", "Address": "10.99.5.10"}),
+        &json!({"PoolID": "10.99.5.0_24", "Address": "10.99.5.1"}),
     );
+    // 10.99.5.10 was never released, as when an answer never reached Docker: the pool's
+    // release takes it back instead of answering 409 forever.
     h.ok("IpamDriver.ReleasePool", &json!({"PoolID": "10.99.5.0_24"}));
+    assert!(
+        h.keys()
+            .iter()
+            .all(|k| !k.starts_with("ipam/addrs/10.99.5.0_24")),
+        "{:?}",
+        h.keys()
+    );
     h.ok("IpamDriver.ReleasePool", &json!({"PoolID": "10.99.5.0_24"}));
     assert!(
         h.keys().iter().all(|k| !k.starts_with("ipam/pools")),
@@ -565,6 +572,15 @@ fn ipam_default_pools_avoid_host_routes_and_v6_gets_a_ula() {
 fn exhausted_and_overlapping_pools_are_refused() {
     let h = Harness::new();
     h.ok("IpamDriver.RequestPool", &json!({"Pool": "10.7.0.0/30"}));
+    // Asked again while no network uses it (weft died before its answer reached Docker): the
+    // same pool, not a subnet lost for good.
+    let again = h.ok("IpamDriver.RequestPool", &json!({"Pool": "10.7.0.0/30"}));
+    assert_eq!(again["PoolID"], "10.7.0.0_30");
+    h.ok(
+        "NetworkDriver.CreateNetwork",
+        &json!({"NetworkID": "7".repeat(64), "Options": {},
+            "IPv4Data": [{"AddressSpace": "local", "Gateway": "10.7.0.1/30", "Pool": "10.7.0.0/30"}]}),
+    );
     let (status, e) = h.err("IpamDriver.RequestPool", &json!({"Pool": "10.7.0.0/30"}));
     assert_eq!(status, 409);
     assert!(e.contains("overlaps"), "{e}");
