@@ -328,3 +328,96 @@ fn rm_and_disconnect_refuse_what_they_cannot_do() {
     );
     refused(&w, &["network", "inspect", "ghost"], 3, &["ghost"]);
 }
+
+/// A namespace is one attachment whatever path names it: connect is refused through a second
+/// path, and disconnect works through either; disconnecting a namespace that is not connected
+/// names the namespace and the network.
+#[test]
+fn a_namespace_is_one_endpoint_whatever_path_names_it() {
+    if !root_or_skip("namespace identity") {
+        return;
+    }
+    let mut w = World::new();
+    let c1 = w.ns("c1");
+    w.weft_ok(&["network", "create", "n1", "--subnet", "10.62.0.0/24"]);
+    w.connect("n1", &c1, &[]);
+    // A second name for the same namespace: /proc/PID/ns/net of a process inside it.
+    let holder = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", c1.path.display()))
+        .args(["sleep", "600"])
+        .spawn()
+        .expect("nsenter");
+    let other = format!("/proc/{}/ns/net", holder.id());
+    let inode = |p: &str| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    };
+    let target = inode(&c1.path.display().to_string());
+    let same_ns = weft_testkit::eventually(std::time::Duration::from_secs(5), || {
+        inode(&other) == target
+    });
+    assert!(same_ns, "nsenter did not enter {}", c1.path.display());
+    refused(
+        &w,
+        &["network", "connect", "n1", "--netns", &other],
+        4,
+        &["already exists", "n1"],
+    );
+    w.weft_ok(&["network", "disconnect", "n1", "--netns", &other]);
+    weft_testkit::stop_child(holder, std::time::Duration::from_secs(2));
+    let c1_path = c1.path.display().to_string();
+    refused(
+        &w,
+        &["network", "disconnect", "n1", "--netns", &c1_path],
+        3,
+        &[&c1_path, "not connected", "n1"],
+    );
+}
+
+/// Inputs every consumer must refuse before anything changes: the network's own and broadcast
+/// addresses, a zero or multicast MAC, and the host's own namespace.
+#[test]
+fn connect_refuses_unusable_addresses_macs_and_the_host_namespace() {
+    if !root_or_skip("unusable endpoint input") {
+        return;
+    }
+    let mut w = World::new();
+    let c1 = w.ns("c1");
+    let ns = c1.path.display().to_string();
+    w.weft_ok(&["network", "create", "n1", "--subnet", "10.63.0.0/24"]);
+    for (ip, why) in [
+        ("10.63.0.0", "network address"),
+        ("10.63.0.255", "broadcast"),
+    ] {
+        refused(
+            &w,
+            &["network", "connect", "n1", "--netns", &ns, "--ip", ip],
+            2,
+            &[ip, why],
+        );
+    }
+    for mac in ["00:00:00:00:00:00", "01:00:5e:00:00:01"] {
+        refused(
+            &w,
+            &["network", "connect", "n1", "--netns", &ns, "--mac", mac],
+            2,
+            &[mac],
+        );
+    }
+    // weft runs in the world's host namespace: that is "the host" here.
+    refused(
+        &w,
+        &[
+            "network",
+            "connect",
+            "n1",
+            "--netns",
+            "/proc/self/ns/net",
+            "-p",
+            "8080:80",
+        ],
+        2,
+        &["host's own network namespace"],
+    );
+}

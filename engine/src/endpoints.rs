@@ -404,9 +404,57 @@ impl Controller {
         self.release_leases(&ep.leases)
     }
 
-    /// The endpoint id `connect` gives when none is asked for.
+    /// The endpoint id `connect` gives when none is asked for: derived from the namespace's
+    /// identity (its nsfs device and inode), so that `/run/netns/c1` and `/proc/PID/ns/net`
+    /// name one endpoint; from the path when the namespace cannot be opened.
     pub fn connect_id(network_id: &str, netns: &std::path::Path, ifname: &str) -> String {
-        ids::derived_id(&["cli", network_id, &netns.to_string_lossy(), ifname])
+        match namespace_identity(netns) {
+            Some(identity) => ids::derived_id(&["cli", network_id, &identity, ifname]),
+            None => path_connect_id(network_id, netns, ifname),
+        }
+    }
+
+    /// The endpoint the namespace at `netns` has on `network` through `ifname`: by the
+    /// namespace's identity, or — for a namespace that is gone, or an endpoint made before weft
+    /// identified namespaces by inode — by the path connect was given.
+    pub fn attached_endpoint(
+        &self,
+        network: &str,
+        netns: &std::path::Path,
+        ifname: &str,
+    ) -> Result<String, EngineError> {
+        let net = self.network(network)?;
+        let id = &net.network.id;
+        for candidate in [
+            Self::connect_id(id, netns, ifname),
+            path_connect_id(id, netns, ifname),
+        ] {
+            if self
+                .store
+                .get(&records::endpoint_key(id, &candidate))?
+                .is_some()
+            {
+                return Ok(candidate);
+            }
+        }
+        let by_path = self.endpoints(id)?.into_iter().find(|e| {
+            e.endpoint.ifname == ifname
+                && matches!(&e.endpoint.sandbox, Some(Sandbox::Netns(p)) if p == netns)
+        });
+        by_path.map(|e| e.endpoint.id).ok_or_else(|| {
+            EngineError::not_found(
+                "attachment",
+                format!(
+                    "{} ({ifname}) on network {}",
+                    netns.display(),
+                    net.network.name
+                ),
+                &format!(
+                    "that namespace is not connected to it through {ifname}; `weft network inspect {}` lists its endpoints",
+                    net.network.name
+                ),
+            )
+        })
     }
 
     /// Creates, joins and publishes an endpoint in one step and records it once; on failure
@@ -481,6 +529,19 @@ impl Controller {
         info!(network, endpoint = %&endpoint_id[..12.min(endpoint_id.len())], "disconnected");
         Ok(())
     }
+}
+
+/// The id weft gave before it identified namespaces by inode.
+fn path_connect_id(network_id: &str, netns: &std::path::Path, ifname: &str) -> String {
+    ids::derived_id(&["cli", network_id, &netns.to_string_lossy(), ifname])
+}
+
+/// `netns:<device>:<inode>` of the namespace file at `path` (the nsfs inode names the namespace
+/// whatever path reaches it).
+fn namespace_identity(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!("netns:{}:{}", m.dev(), m.ino()))
 }
 
 fn check_endpoint_id(id: &str) -> Result<(), EngineError> {

@@ -177,7 +177,7 @@ pub fn run(state_dir: &Path, cmd: NetworkCommand) -> Result<(), EngineError> {
             let net = c.network(&target.network)?;
             let id = match (&args.endpoint, &target.netns) {
                 (Some(id), _) => id.clone(),
-                (None, Some(ns)) => Controller::connect_id(&net.network.id, ns, &args.ifname),
+                (None, Some(ns)) => c.attached_endpoint(&net.network.id, ns, &args.ifname)?,
                 (None, None) => {
                     return Err(EngineError::Invalid(
                         "name the attachment with --netns PATH or --endpoint ID".into(),

@@ -1239,3 +1239,21 @@ fn an_injected_failure_of_a_cluster_create_network_leaves_no_alias() {
     assert!(h.controller().network("c1").is_ok());
     assert!(!h.keys().iter().any(|k| k.starts_with("network-aliases/")));
 }
+
+#[test]
+fn a_network_on_a_whole_address_family_is_refused_like_the_cli_refuses_it() {
+    let h = Harness::new();
+    let (status, e) = h.err(
+        "NetworkDriver.CreateNetwork",
+        &json!({"NetworkID": "6".repeat(64), "Options": {},
+            "IPv4Data": [{"AddressSpace": "local", "Gateway": "0.0.0.1/0", "Pool": "0.0.0.0/0"}]}),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert!(e.contains("0.0.0.0/0"), "{e}");
+    assert!(h
+        .controller()
+        .networks()
+        .unwrap()
+        .iter()
+        .all(|n| n.origin != weft_engine::Origin::Docker));
+}
