@@ -198,3 +198,36 @@ fn ten_thousand_ports_publish_and_unpublish_idempotently() {
         eprintln!("unpublish 20,000 absent elements: {:?}", t.elapsed());
     });
 }
+
+#[test]
+fn a_hundred_thousand_ports_on_one_host() {
+    in_fresh_netns(|| {
+        let fw = Firewall::system();
+        fw.apply_network(&rules("aaaaaaaaaaaa", "br-a", "172.18.0.0/16", false))
+            .unwrap();
+        // Ten endpoints of 10,000 ports each: TCP and UDP, 65,535 ports per protocol.
+        let endpoints: Vec<Vec<PortTarget>> = (0..10u16)
+            .map(|i| {
+                let mut ports = range(10_000 * (1 + i / 2), 10_000, &format!("172.18.0.{}", 2 + i));
+                if i % 2 == 1 {
+                    for p in &mut ports {
+                        p.protocol = Protocol::Udp;
+                    }
+                }
+                ports
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        for ports in &endpoints {
+            fw.publish(ports).unwrap();
+        }
+        eprintln!("publish 10 x 10,000 ports: {:?}", t.elapsed());
+        assert_eq!(fw.published().unwrap().len(), 100_000);
+        let t = std::time::Instant::now();
+        for ports in &endpoints {
+            fw.unpublish(ports).unwrap();
+        }
+        eprintln!("unpublish 10 x 10,000 ports: {:?}", t.elapsed());
+        assert!(fw.published().unwrap().is_empty());
+    });
+}
