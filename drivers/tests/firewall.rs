@@ -154,3 +154,80 @@ fn networks_without_an_interface_are_dispatched_by_address() {
         );
     });
 }
+
+/// `count` ports from `first` on, all to `container`.
+fn range(first: u16, count: u16, container: &str) -> Vec<PortTarget> {
+    (0..count)
+        .map(|i| port(None, first + i, container))
+        .collect()
+}
+
+#[test]
+fn ten_thousand_ports_publish_and_unpublish_idempotently() {
+    in_fresh_netns(|| {
+        let fw = Firewall::system();
+        fw.apply_network(&rules("aaaaaaaaaaaa", "br-a", "172.18.0.0/16", false))
+            .unwrap();
+        // IPv4 and IPv6 of a dual-stack endpoint: 20,000 elements in two maps.
+        let mut ports = range(20_000, 10_000, "172.18.0.2");
+        ports.extend(range(20_000, 10_000, "fd00:1::2"));
+        let t = std::time::Instant::now();
+        fw.publish(&ports).unwrap();
+        eprintln!("publish 20,000 elements: {:?}", t.elapsed());
+        assert_eq!(fw.published().unwrap().len(), 20_000);
+        // Publishing again changes nothing and is not an error.
+        fw.publish(&ports).unwrap();
+        assert_eq!(fw.published().unwrap().len(), 20_000);
+
+        // One taken host port in the middle of 10,000: refused whole, and the error names it.
+        let mut clash = range(40_000, 10_000, "172.18.0.3");
+        clash[5_000] = port(None, 25_000, "172.18.0.3");
+        let e = fw.publish(&clash).unwrap_err().to_string();
+        assert!(e.contains("*:25000/tcp -> 172.18.0.3:80"), "{e}");
+        assert!(e.contains("choose another host port"), "{e}");
+        assert_eq!(fw.published().unwrap().len(), 20_000, "nothing of it stays");
+
+        // Half of them gone already (a teardown that crashed half-way): the retry finishes.
+        let t = std::time::Instant::now();
+        fw.unpublish(&ports[..5_000]).unwrap();
+        fw.unpublish(&ports).unwrap();
+        eprintln!("unpublish 20,000 elements, 5,000 absent: {:?}", t.elapsed());
+        assert!(fw.published().unwrap().is_empty());
+        let t = std::time::Instant::now();
+        fw.unpublish(&ports).unwrap();
+        eprintln!("unpublish 20,000 absent elements: {:?}", t.elapsed());
+    });
+}
+
+#[test]
+fn a_hundred_thousand_ports_on_one_host() {
+    in_fresh_netns(|| {
+        let fw = Firewall::system();
+        fw.apply_network(&rules("aaaaaaaaaaaa", "br-a", "172.18.0.0/16", false))
+            .unwrap();
+        // Ten endpoints of 10,000 ports each: TCP and UDP, 65,535 ports per protocol.
+        let endpoints: Vec<Vec<PortTarget>> = (0..10u16)
+            .map(|i| {
+                let mut ports = range(10_000 * (1 + i / 2), 10_000, &format!("172.18.0.{}", 2 + i));
+                if i % 2 == 1 {
+                    for p in &mut ports {
+                        p.protocol = Protocol::Udp;
+                    }
+                }
+                ports
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        for ports in &endpoints {
+            fw.publish(ports).unwrap();
+        }
+        eprintln!("publish 10 x 10,000 ports: {:?}", t.elapsed());
+        assert_eq!(fw.published().unwrap().len(), 100_000);
+        let t = std::time::Instant::now();
+        for ports in &endpoints {
+            fw.unpublish(ports).unwrap();
+        }
+        eprintln!("unpublish 10 x 10,000 ports: {:?}", t.elapsed());
+        assert!(fw.published().unwrap().is_empty());
+    });
+}

@@ -142,7 +142,9 @@ impl<R: NftRunner> Firewall<R> {
         DriverError::collect(errors)
     }
 
-    /// Adds DNAT entries. Fails as a whole (nothing added) if any host port is taken in the kernel.
+    /// Adds DNAT entries. Fails as a whole (nothing added) if any host port is taken in the
+    /// kernel; the error names the taken ones. Adding an entry that is already there is not an
+    /// error.
     pub fn publish(&self, targets: &[PortTarget]) -> Result<(), DriverError> {
         if targets.is_empty() {
             return Ok(());
@@ -151,16 +153,13 @@ impl<R: NftRunner> Firewall<R> {
         self.runner.elements(&ops)
     }
 
-    /// Removes DNAT entries; absent ones are not an error.
+    /// Removes DNAT entries; absent ones are not an error, so a teardown retried after a crash
+    /// half-way finishes the job. A refused one does not keep the others.
     pub fn unpublish(&self, targets: &[PortTarget]) -> Result<(), DriverError> {
         if targets.is_empty() {
             return Ok(());
         }
-        // Add-then-delete keeps the batch valid whether or not each element exists.
-        let ops: Vec<ElementOp> = targets
-            .iter()
-            .flat_map(|p| [ElementOp::Add(*p), ElementOp::Delete(*p)])
-            .collect();
+        let ops: Vec<ElementOp> = targets.iter().copied().map(ElementOp::Delete).collect();
         self.runner.elements(&ops)
     }
 

@@ -15,7 +15,8 @@ pub trait NftRunner: Send + Sync {
     /// `nft -j list <what>`: the JSON listing (nft 1.0.6 prints nothing for listings read from
     /// a script, so listings go on the command line).
     fn list(&self, what: &[&str]) -> Result<String, DriverError>;
-    /// Adds and deletes port-map elements, all or nothing. By default as an nft script.
+    /// Adds and deletes port-map elements: the adds all or nothing, deletes of absent elements
+    /// done. By default as an nft script.
     fn elements(&self, ops: &[ElementOp]) -> Result<(), DriverError> {
         self.run(&ruleset::elements_script(ops))
     }

@@ -269,11 +269,13 @@ pub(super) fn elements_script(ops: &[ElementOp]) -> String {
                 port_map(p),
                 port_element(p)
             ),
+            // Add-then-delete keeps the transaction valid whether or not the element exists.
             ElementOp::Delete(p) => writeln!(
                 s,
-                "delete element inet {TABLE} {} {{ {} }}",
-                port_map(p),
-                port_key(p)
+                "add element inet {TABLE} {map} {{ {} }}\ndelete element inet {TABLE} {map} {{ {} }}",
+                port_element(p),
+                port_key(p),
+                map = port_map(p),
             ),
         };
     }
