@@ -34,7 +34,8 @@ pub async fn bind(path: &Path) -> Result<ControlSocket, EngineError> {
         ))
     };
     if let Some(dir) = path.parent() {
-        // 0755 whatever the umask: a directory others could write to would let them replace
+        // At most 0755 (a umask only takes bits away), even under umask 000: a directory
+        // others could write to would let them replace
         // the socket with their own.
         std::fs::DirBuilder::new()
             .recursive(true)

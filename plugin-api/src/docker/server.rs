@@ -81,7 +81,8 @@ async fn handle(api: Arc<DockerApi>, uri: Uri, body: Bytes) -> Response {
 
 async fn bind(socket: &Path) -> Result<UnixListener, DockerError> {
     if let Some(dir) = socket.parent() {
-        // A directory weft makes is 0755 whatever the umask: one others could write to would
+        // A directory weft makes is at most 0755 (a umask only takes bits away), so never
+        // writable by others even under umask 000: one others could write to would
         // let them put their own socket where dockerd looks for weft's. An existing one
         // (dockerd's /run/docker/plugins) is left as it is.
         std::fs::DirBuilder::new()
