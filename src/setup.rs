@@ -8,13 +8,22 @@ use weft_bridge::BridgeDriver;
 use weft_drivers::builtin::BuiltinDriver;
 use weft_drivers::firewall::Firewall;
 use weft_engine::{Controller, EngineError, ErrorClass};
-use weft_ipam::FileStore;
+use weft_ipam::{FileStore, StoreError};
 use weft_routed::RoutedDriver;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
 
 pub fn controller(state_dir: &Path) -> Result<Controller, EngineError> {
-    controller_over(FileStore::open(state_dir)?)
+    controller_over(open_store(state_dir)?)
+}
+
+/// The store in `state_dir`, which every command opens through here. A state directory others
+/// may write to is bad configuration (exit 2), not a failure of the system.
+pub fn open_store(state_dir: &Path) -> Result<FileStore, EngineError> {
+    FileStore::open(state_dir).map_err(|e| match e {
+        e @ StoreError::UnsafeDir { .. } => EngineError::Invalid(e.to_string()),
+        e => EngineError::Store(e),
+    })
 }
 
 /// A controller whose store lock gives up after `lock_timeout` (for CNI runtimes, which
@@ -23,7 +32,7 @@ pub fn controller_with_lock_timeout(
     state_dir: &Path,
     lock_timeout: Duration,
 ) -> Result<Controller, EngineError> {
-    controller_over(FileStore::open(state_dir)?.with_lock_timeout(lock_timeout))
+    controller_over(open_store(state_dir)?.with_lock_timeout(lock_timeout))
 }
 
 fn controller_over(store: FileStore) -> Result<Controller, EngineError> {

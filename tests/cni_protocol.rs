@@ -272,6 +272,27 @@ fn impossible_configs_are_code_7() {
 }
 
 #[test]
+fn a_relative_state_dir_is_code_7_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let top = conf("1.0.0", d, json!({"stateDir": "weft-state"}));
+    let mut in_ipam = conf("1.0.0", d, json!({"ipam": {"stateDir": "./weft-state"}}));
+    in_ipam.as_object_mut().unwrap().remove("stateDir");
+    for c in [top, in_ipam] {
+        let e = weft(&call("ADD"), &stdin(&c), &[]).err(7);
+        let msg = e["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("stateDir") && msg.contains("weft-state") && msg.contains("absolute"),
+            "{c}: {msg}"
+        );
+        assert!(
+            !std::path::Path::new("weft-state").exists(),
+            "nothing is created under a relative stateDir"
+        );
+    }
+}
+
+#[test]
 fn versions_weft_does_not_speak_and_commands_a_version_lacks_are_code_1() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

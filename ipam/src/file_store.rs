@@ -9,7 +9,7 @@ use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,14 +57,23 @@ impl Drop for FileLockGuard {
 }
 
 impl FileStore {
-    /// Opens (creating with mode 0700 if needed) the store rooted at `root`.
+    /// Opens the store rooted at `root`, creating it with mode 0700 (whatever the umask) if it
+    /// does not exist. An existing root must be owned by this process's user and writable by
+    /// no one else ([`StoreError::UnsafeDir`] otherwise): anyone who can write there can forge
+    /// the records weft acts on as root.
     pub fn open(root: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
         let root = root.into();
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&root)
-            .map_err(|e| io_error(&root, e))?;
+        if !root.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&root)
+                .map_err(|e| io_error(&root, e))?;
+            // The umask may have taken bits away (mode 0700 & !umask): say it once more.
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+                .map_err(|e| io_error(&root, e))?;
+        }
+        check_private_dir(&root)?;
         let path = root.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -170,6 +179,55 @@ impl FileStore {
             other => other,
         }
     }
+}
+
+/// Refuses a state directory that this process's user does not own, or that its group or
+/// others may write to (the check `open` makes; public for the CNI plugin and tests).
+pub fn check_private_dir(root: &Path) -> Result<(), StoreError> {
+    // Followed if a symlink: what matters is the directory the records are written in.
+    let meta = fs::metadata(root).map_err(|e| io_error(root, e))?;
+    if !meta.is_dir() {
+        return Err(io_error(
+            root,
+            io::Error::new(ErrorKind::NotADirectory, "not a directory"),
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    check_owner_and_mode(root, meta.uid(), meta.mode(), me)
+}
+
+/// The pure part of [`check_private_dir`]: `uid` and `mode` as `stat` gives them, `me` the
+/// effective uid of this process.
+pub fn check_owner_and_mode(root: &Path, uid: u32, mode: u32, me: u32) -> Result<(), StoreError> {
+    let path = root.display().to_string();
+    let found = format!("owned by uid {uid}, mode {:04o}", mode & 0o7777);
+    if uid != me {
+        let user = if me == 0 {
+            "root".to_string()
+        } else {
+            me.to_string()
+        };
+        return Err(StoreError::UnsafeDir {
+            fix: format!("run `chown {user} {path}` if its contents are yours, or use another state directory"),
+            path,
+            found,
+            reason: if me == 0 {
+                "weft runs as root and trusts only a state directory root owns"
+            } else {
+                "weft trusts only a state directory owned by the user it runs as"
+            },
+        });
+    }
+    if mode & 0o022 != 0 {
+        return Err(StoreError::UnsafeDir {
+            fix: format!("run `chmod go-w {path}`"),
+            path,
+            found,
+            reason: "others could write records into it",
+        });
+    }
+    Ok(())
 }
 
 impl fmt::Debug for FileStore {
@@ -416,5 +474,57 @@ fn io_error(path: &Path, source: io::Error) -> StoreError {
     StoreError::Io {
         path: path.display().to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(uid: u32, mode: u32, me: u32) -> String {
+        check_owner_and_mode(Path::new("/var/lib/weft"), uid, mode, me)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn owner_only_directories_pass() {
+        for mode in [0o40700, 0o40755, 0o40750, 0o40711] {
+            check_owner_and_mode(Path::new("/s"), 0, mode, 0).unwrap();
+        }
+        check_owner_and_mode(Path::new("/s"), 1000, 0o40700, 1000).unwrap();
+    }
+
+    #[test]
+    fn group_or_world_writable_is_refused_with_the_fix() {
+        for mode in [0o40777, 0o40770, 0o40702, 0o41777, 0o40720] {
+            let e = refused(0, mode, 0);
+            assert!(e.contains("/var/lib/weft"), "{e}");
+            assert!(e.contains(&format!("mode {:04o}", mode & 0o7777)), "{e}");
+            assert!(e.contains("chmod go-w /var/lib/weft"), "{e}");
+        }
+    }
+
+    #[test]
+    fn another_owner_is_refused_with_the_fix() {
+        let e = refused(65534, 0o40700, 0);
+        assert!(e.contains("owned by uid 65534"), "{e}");
+        assert!(e.contains("chown root /var/lib/weft"), "{e}");
+        let e = refused(0, 0o40700, 1000);
+        assert!(e.contains("chown 1000 /var/lib/weft"), "{e}");
+    }
+
+    #[test]
+    fn open_creates_the_directory_owner_only_and_refuses_a_writable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        FileStore::open(&root).unwrap();
+        let mode = fs::metadata(&root).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = FileStore::open(&root).unwrap_err();
+        assert!(matches!(e, StoreError::UnsafeDir { .. }), "{e:?}");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        FileStore::open(&root).unwrap();
     }
 }

@@ -23,6 +23,17 @@ pub enum StoreError {
     /// A value could not be decoded.
     #[error("store value at {key:?} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The state directory exists but others could change it: its records would be theirs to
+    /// forge (a bad configuration, refused before anything is read).
+    #[error("state directory {path} is {found}: {reason}; {fix}")]
+    UnsafeDir {
+        path: String,
+        /// Its owner and mode, e.g. `owned by uid 65534, mode 0777`.
+        found: String,
+        reason: &'static str,
+        /// What the user can run, e.g. `chmod go-w /var/lib/weft`.
+        fix: String,
+    },
     #[error("the state directory lock {path} has been held by another process for more than {:.1}s; try again later", waited.as_secs_f64())]
     LockTimeout {
         path: String,

@@ -18,7 +18,6 @@ use weft_ipam::cluster::local;
 use weft_ipam::cluster::{
     Attachment, BackendConfig, BgpClusterConfig, ClusterConfig, ClusterError, Keys, DEFAULT_PREFIX,
 };
-use weft_ipam::FileStore;
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {
@@ -225,7 +224,7 @@ async fn unreserve(args: UnreserveArgs) -> Result<(), EngineError> {
 }
 
 async fn status(state_dir: &Path, args: StatusArgs) -> Result<(), EngineError> {
-    let store = FileStore::open(state_dir)?;
+    let store = crate::setup::open_store(state_dir)?;
     let record = local::load_record(&store, &args.name).map_err(crate::agent::into_engine)?;
     let mut out = json!({ "cluster": args.name, "local": record });
     let mut networks: Vec<IpNet> = record.iter().map(|r| IpNet::V4(r.network)).collect();

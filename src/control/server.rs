@@ -1,7 +1,7 @@
 //! The daemon side of the control socket.
 
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,14 @@ pub async fn bind(path: &Path) -> Result<ControlSocket, EngineError> {
         ))
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        // At most 0755 (a umask only takes bits away), even under umask 000: a directory
+        // others could write to would let them replace
+        // the socket with their own.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| fail(e.to_string()))?;
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
@@ -46,8 +53,10 @@ pub async fn bind(path: &Path) -> Result<ControlSocket, EngineError> {
         std::fs::remove_file(path)
             .map_err(|e| fail(format!("cannot replace a stale socket: {e}")))?;
     }
-    let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    // Root only, whatever the umask the daemon was started with (set before and after bind,
+    // see `bind_private`).
+    let listener = weft_plugin_api::socket::bind_private(path)
+        .and_then(UnixListener::from_std)
         .map_err(|e| fail(e.to_string()))?;
     Ok(ControlSocket {
         listener,
@@ -128,6 +137,8 @@ fn refuse(error: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
     use crate::control::{client, Method};
 
     #[test]

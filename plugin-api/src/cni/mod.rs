@@ -47,7 +47,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use weft_engine::{Controller, EngineError};
 
-pub use config::{NetConf, WEFT_TYPE};
+pub use args::{parse as parse_cni_args, CniArgs};
+pub use config::{parse_json, version_of, NetConf, WEFT_TYPE};
 pub use env::{Command, Env};
 pub use error::CniError;
 pub use result::CniResult;
@@ -117,6 +118,14 @@ fn dispatch(inv: &Invocation, backend: &Backend) -> Result<Option<Value>, CniErr
     let root = config::parse_json(&inv.stdin)?;
     let conf = NetConf::parse(&root)?;
     check_command_version(env.command, conf.version)?;
+    if let Some(dir) = conf.configured_state_dir().filter(|d| d.is_relative()) {
+        // Relative to whatever directory the runtime happens to run plugins in: a different
+        // store (or one another user controls) from one invocation to the next.
+        return Err(CniError::InvalidConfig(format!(
+            "stateDir {:?} is a relative path; give an absolute one such as \"/var/lib/weft\"",
+            dir.display().to_string()
+        )));
+    }
     let state_dir = conf
         .configured_state_dir()
         .cloned()

@@ -253,6 +253,12 @@ impl DockerApi {
 
 /// Parses a body that came without a Content-Type. An empty body reads as JSON `null`, which
 /// methods without parameters accept and methods with required fields refuse by name.
+/// Public (as `docker::decode_body`) so that the fuzz targets feed bytes to the very decoder the
+/// handlers use.
+pub fn decode_body<T: DeserializeOwned>(method: Method, body: &[u8]) -> Result<T, DockerError> {
+    decode(method, body)
+}
+
 fn decode<T: DeserializeOwned>(method: Method, body: &[u8]) -> Result<T, DockerError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         &b"null"[..]

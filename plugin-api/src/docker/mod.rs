@@ -22,7 +22,7 @@ pub mod options;
 mod server;
 pub mod wire;
 
-pub use api::{DockerApi, HostPrefixes, Method, Reply};
+pub use api::{decode_body, DockerApi, HostPrefixes, Method, Reply};
 pub use error::DockerError;
 pub use network::network_name;
 pub use server::{serve, SOCKET_PATH};

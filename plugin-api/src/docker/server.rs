@@ -1,6 +1,7 @@
 //! The HTTP server on the plugin's unix socket.
 
 use std::future::Future;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -80,7 +81,15 @@ async fn handle(api: Arc<DockerApi>, uri: Uri, body: Bytes) -> Response {
 
 async fn bind(socket: &Path) -> Result<UnixListener, DockerError> {
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| socket_error(socket, e.to_string()))?;
+        // A directory weft makes is at most 0755 (a umask only takes bits away), so never
+        // writable by others even under umask 000: one others could write to would
+        // let them put their own socket where dockerd looks for weft's. An existing one
+        // (dockerd's /run/docker/plugins) is left as it is.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| socket_error(socket, e.to_string()))?;
     }
     if socket.exists() {
         if tokio::net::UnixStream::connect(socket).await.is_ok() {
@@ -92,7 +101,10 @@ async fn bind(socket: &Path) -> Result<UnixListener, DockerError> {
         std::fs::remove_file(socket)
             .map_err(|e| socket_error(socket, format!("cannot replace a stale socket: {e}")))?;
     }
-    UnixListener::bind(socket).map_err(|e| socket_error(socket, e.to_string()))
+    // Root only, whatever the umask: whoever may connect can make bridges and firewall rules.
+    crate::socket::bind_private(socket)
+        .and_then(UnixListener::from_std)
+        .map_err(|e| socket_error(socket, e.to_string()))
 }
 
 fn socket_error(socket: &Path, reason: String) -> DockerError {
