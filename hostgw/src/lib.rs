@@ -34,13 +34,9 @@ struct State {
 }
 
 impl State {
-    /// Every unreachable route some peer needs, `except` the peer filed under that key.
-    fn unreachable_wanted(&self, except: Option<&str>) -> BTreeSet<IpNet> {
-        self.unreachable
-            .iter()
-            .filter(|(k, _)| Some(k.as_str()) != except)
-            .flat_map(|(_, s)| s.iter().copied())
-            .collect()
+    /// Every unreachable route some peer needs.
+    fn unreachable_wanted(&self) -> BTreeSet<IpNet> {
+        self.unreachable.values().flatten().copied().collect()
     }
 
     /// Files `desired` as the unreachable routes of the peer under `key` and makes the kernel
@@ -53,7 +49,7 @@ impl State {
         desired: BTreeSet<IpNet>,
     ) -> (Vec<String>, Vec<DriverError>) {
         let previous = self.unreachable.remove(key).unwrap_or_default();
-        let others = self.unreachable_wanted(None);
+        let others = self.unreachable_wanted();
         let stale: Vec<IpNet> = previous
             .difference(&desired)
             .filter(|s| !others.contains(s))
@@ -199,7 +195,7 @@ impl Backend for HostGwBackend {
             .map(|p| (peer_key(p), unreachable_subnets(&state.local, p)))
             .filter(|(_, s)| !s.is_empty())
             .collect();
-        let (add, remove) = unreachable_diff(&actual_unreachable, &state.unreachable_wanted(None));
+        let (add, remove) = unreachable_diff(&actual_unreachable, &state.unreachable_wanted());
         let (done, errors) = apply_unreachable(&mut nl, &add, &remove);
         report.changes.extend(done);
         report.problems.extend(errors);
@@ -231,7 +227,7 @@ impl Backend for HostGwBackend {
             },
             "expected": {
                 "routes": lines(&state.programmed.all()),
-                "unreachable": unreachable(state.unreachable_wanted(None)),
+                "unreachable": unreachable(state.unreachable_wanted()),
             },
         }))
     }
