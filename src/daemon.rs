@@ -38,6 +38,23 @@ pub struct DaemonArgs {
     pub cluster: crate::agent::AgentArgs,
 }
 
+/// `--public-ip` / `--iface` must name something this host has. The agent finds the underlay
+/// too, but reports a miss as "invalid cluster config …; fix it with `weft cluster init`",
+/// which sends the user to etcd for a mistake in this host's own flags; checked here first, the
+/// error is about the flag and its value (exit 2).
+fn check_underlay_flags(args: &crate::agent::AgentArgs) -> Result<(), EngineError> {
+    if args.cluster.is_none() {
+        return Ok(());
+    }
+    match crate::agent::find_underlay(args.public_ip, args.iface.as_deref()) {
+        Ok(_) => Ok(()),
+        Err(weft_ipam::cluster::ClusterError::InvalidConfig { reason }) => {
+            Err(EngineError::Invalid(reason))
+        }
+        Err(e) => Err(crate::agent::into_engine(e)),
+    }
+}
+
 /// Test hook: plugin methods (e.g. `NetworkDriver.Join`) that do their work, undo it and fail.
 const FAULTS_ENV: &str = "WEFT_DOCKER_FAIL";
 
@@ -50,6 +67,7 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
     if !faults.is_empty() {
         warn!(methods = %faults, "failures are injected into these plugin methods");
     }
+    check_underlay_flags(&args.cluster)?;
     let agent = crate::agent::prepare(controller.clone(), &args.cluster)
         .map_err(crate::agent::into_engine)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     setup::init_logging(args.log_level.as_deref(), args.command.is_daemon());
     match cli::run(args) {
+        // The work succeeded but its output was lost (not merely cut short by a reader that
+        // went away): the user did not get what they asked for.
+        Ok(()) if cli::output::failed() => ExitCode::from(1),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weft: error: {e}");

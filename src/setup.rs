@@ -1,5 +1,6 @@
 //! Wiring: the store, the controller with its drivers, logging, exit codes.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub fn init_logging(level: Option<&str>, daemon: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: in a log file (`weft daemon
+        // 2>weft.log`, a service manager's journal) they are noise around every field.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -645,3 +645,51 @@ fn fifty_parallel_adds_all_succeed_with_distinct_addresses() {
     });
     assert!(!host_links(&w).contains("veth"));
 }
+
+#[test]
+fn misplaced_keys_are_refused_and_unknown_keys_are_logged() {
+    if !root_or_skip("cni misplaced keys") {
+        return;
+    }
+    let mut w = World::new();
+    let rt = Runtime::new(&w);
+    let ns = w.ns("c1");
+    // The classic mistake: "subnet" next to "type" instead of in "ipam". Ignored, it left the
+    // network on a default pool (172.17.0.0/16).
+    let c = conf("1.0.0", "mis", &w.state, json!({"subnet": "10.88.0.0/16"}));
+    let before = w.snapshot();
+    let out = rt.weft(&Call::new("ADD", "ctr-mis", Some(&ns)), &c);
+    let e = out.err(7);
+    let msg = e["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("subnet") && msg.contains("10.88.0.0/16"),
+        "{e}"
+    );
+    assert!(
+        msg.contains("\"ipam\""),
+        "it says where the key belongs: {e}"
+    );
+    assert!(
+        w.snapshot() == before,
+        "a refused ADD changed something:\n{}",
+        support::line_diff(&before, &w.snapshot())
+    );
+    // DEL still succeeds (a container attached by a weft that ignored the key must go).
+    let del = rt.weft(&Call::new("DEL", "ctr-mis", Some(&ns)), &c);
+    assert_eq!(del.code, 0, "{}{}", del.stdout, del.stderr);
+    assert!(del.stderr.contains("misplaced"), "{}", del.stderr);
+
+    // An unknown key is a warning on stderr, and ADD goes ahead.
+    let mut extra = ranges("10.89.0.0/24");
+    merge(&mut extra, json!({"ipMasqq": false}));
+    let c = conf("1.0.0", "unk", &w.state, extra);
+    let out = rt.weft(&Call::new("ADD", "ctr-unk", Some(&ns)), &c);
+    let r = out.ok();
+    assert!(v4(&r).starts_with("10.89.0."), "{r}");
+    assert!(
+        out.stderr.contains("WARN") && out.stderr.contains("ipMasqq"),
+        "stderr: {}",
+        out.stderr
+    );
+    assert_eq!(rt.weft(&Call::new("DEL", "ctr-unk", Some(&ns)), &c).code, 0);
+}

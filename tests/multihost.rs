@@ -491,9 +491,16 @@ fn host_gw_reports_a_peer_off_the_segment_instead_of_routing_into_the_void() {
         "{}",
         w.hosts[0].log()
     );
+    // No route via it (into the void), and an unreachable one so that senders fail at once
+    // instead of following the default route.
+    let routes = w.hosts[0].routes();
     assert!(
-        !w.hosts[0].routes().contains(&far_subnet),
-        "no route into the void"
+        !routes.contains(&format!("{far_subnet} via")),
+        "no route into the void: {routes}"
+    );
+    assert!(
+        routes.contains(&format!("unreachable {far_subnet} proto 87")),
+        "an unreachable route for the far peer's subnet: {routes}"
     );
     let status: serde_json::Value =
         serde_json::from_str(&w.hosts[0].weft_ok(&["cluster", "status", CLUSTER])).unwrap();

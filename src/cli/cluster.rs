@@ -47,13 +47,13 @@ pub struct InitArgs {
     /// Cluster network name.
     pub name: String,
     /// The IPv4 cluster network, e.g. 10.244.0.0/16.
-    #[arg(long)]
+    #[arg(long, value_parser = super::cidr::cluster_ipv4_net)]
     pub network: Ipv4Net,
     /// Per-host subnet length.
     #[arg(long, default_value_t = DEFAULT_SUBNET_LEN)]
     pub subnet_len: u8,
     /// Optional IPv6 cluster network.
-    #[arg(long)]
+    #[arg(long, value_parser = super::cidr::ipv6_net)]
     pub network_v6: Option<Ipv6Net>,
     /// Per-host IPv6 subnet length.
     #[arg(long, default_value_t = DEFAULT_SUBNET_LEN_V6)]
@@ -126,6 +126,7 @@ pub struct ReserveArgs {
     /// Cluster network name.
     pub name: String,
     /// The subnet to keep, e.g. 10.244.9.0/24.
+    #[arg(value_parser = super::cidr::ipv4_net)]
     pub subnet: Ipv4Net,
     /// The host it is kept for.
     #[arg(long)]
@@ -139,6 +140,7 @@ pub struct UnreserveArgs {
     /// Cluster network name.
     pub name: String,
     /// The reserved subnet.
+    #[arg(value_parser = super::cidr::ipv4_net)]
     pub subnet: Ipv4Net,
     #[command(flatten)]
     pub etcd: EtcdArgs,

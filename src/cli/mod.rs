@@ -1,6 +1,27 @@
 //! Command line: `weft network …`, `weft daemon`, `weft cluster …`, `weft bgp …`.
 
+pub mod output;
+
+/// `println!` for every command: stdout through [`output::write`], so that a closed pipe ends
+/// the output instead of panicking. Defined before the command modules so that theirs is this one.
+macro_rules! println {
+    () => {
+        $crate::cli::output::write(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for every command, as [`println!`].
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!($($arg)*))
+    };
+}
+
 mod bgp;
+mod cidr;
 mod cluster;
 mod debug;
 mod network;

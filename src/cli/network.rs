@@ -49,13 +49,13 @@ pub struct CreateArgs {
     pub driver: String,
     /// Subnet in CIDR form (repeat for several, e.g. an IPv4 and an IPv6 one); default: a free
     /// default pool.
-    #[arg(long)]
+    #[arg(long, value_parser = super::cidr::ip_net)]
     pub subnet: Vec<IpNet>,
     /// Gateway for the subnet that contains it.
     #[arg(long)]
     pub gateway: Vec<IpAddr>,
     /// Allocate container addresses only from this range (inside a subnet).
-    #[arg(long)]
+    #[arg(long, value_parser = super::cidr::ip_net)]
     pub ip_range: Vec<IpNet>,
     /// Addresses never handed out: NAME=IP.
     #[arg(long, value_parser = parse_aux)]

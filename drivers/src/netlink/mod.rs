@@ -128,6 +128,9 @@ pub enum RouteKind {
     Unicast,
     /// RTN_BLACKHOLE: drop silently.
     Blackhole,
+    /// RTN_UNREACHABLE: drop and tell the sender (ICMP host unreachable; a local sender's
+    /// `connect`/`sendto` fails at once with EHOSTUNREACH), `ip route add unreachable DEST`.
+    Unreachable,
 }
 
 /// One next hop of a multipath (ECMP) route.

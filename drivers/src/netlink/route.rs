@@ -1,4 +1,5 @@
-//! Routes: add, replace, delete, dump — unicast and blackhole, any table, multipath.
+//! Routes: add, replace, delete, dump — unicast, blackhole and unreachable, any table,
+//! multipath.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -16,7 +17,8 @@ use crate::error::DriverError;
 /// RT_SCOPE_NOWHERE: in a delete request, "any scope".
 const SCOPE_ANY: u8 = 255;
 
-/// What a request is for: deletes match loosely (any scope, any type unless blackhole).
+/// What a request is for: deletes match loosely (any scope, any type unless blackhole or
+/// unreachable).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Purpose {
     /// `ip route add|replace`: everything set is sent.
@@ -72,6 +74,18 @@ impl Netlink {
             .collect())
     }
 
+    /// Unreachable routes of one table, `ip route show type unreachable table T`. Kept apart
+    /// from [`Netlink::routes`], whose callers treat every route that is not a blackhole as
+    /// one that forwards.
+    pub fn unreachable_routes(&mut self, table: u32) -> Result<Vec<Route>> {
+        Ok(self
+            .raw_routes(None)?
+            .into_iter()
+            .filter(|(kind, route)| *kind == RouteType::Unreachable && route.table == table)
+            .map(|(_, route)| route)
+            .collect())
+    }
+
     /// Every route of every type, with its kernel type (local, broadcast, … included).
     pub(super) fn raw_routes(
         &mut self,
@@ -109,6 +123,7 @@ impl Netlink {
 pub(super) fn describe(route: &Route) -> String {
     let mut text = match route.kind {
         RouteKind::Blackhole => format!("blackhole {}", route.destination),
+        RouteKind::Unreachable => format!("unreachable {}", route.destination),
         RouteKind::Unicast => route.destination.to_string(),
     };
     if let Some(gateway) = route.gateway {
@@ -162,10 +177,15 @@ fn validate(route: &Route) -> Result<()> {
             "source {source} is not of the destination's address family"
         ));
     }
-    if route.kind == RouteKind::Blackhole
-        && (route.gateway.is_some() || !route.multipath.is_empty())
+    if route.kind != RouteKind::Unicast && (route.gateway.is_some() || !route.multipath.is_empty())
     {
-        return invalid("a blackhole route has no gateway".into());
+        return invalid(format!(
+            "a{} route has no gateway",
+            match route.kind {
+                RouteKind::Unreachable => "n unreachable",
+                _ => " blackhole",
+            }
+        ));
     }
     Ok(())
 }
@@ -184,6 +204,7 @@ pub(super) fn route_message(route: &Route, purpose: Purpose) -> Result<RouteMess
     header.protocol = RouteProtocol::from(route.protocol);
     header.kind = match (route.kind, purpose.deletes()) {
         (RouteKind::Blackhole, _) => RouteType::BlackHole,
+        (RouteKind::Unreachable, _) => RouteType::Unreachable,
         (RouteKind::Unicast, false) => RouteType::Unicast,
         (RouteKind::Unicast, true) => RouteType::Unspec,
     };
@@ -272,6 +293,7 @@ pub(super) fn parse_route(message: &RouteMessage) -> Option<(RouteType, Route)> 
     route.scope = u8::from(header.scope);
     route.kind = match header.kind {
         RouteType::BlackHole => RouteKind::Blackhole,
+        RouteType::Unreachable => RouteKind::Unreachable,
         _ => RouteKind::Unicast,
     };
     route.onlink = header.flags.contains(RouteFlags::Onlink);
@@ -361,6 +383,25 @@ mod tests {
             parse_route(&route_message(&route, Purpose::Install).unwrap()).unwrap();
         assert_eq!(kind, RouteType::BlackHole);
         assert_eq!(parsed, route);
+    }
+
+    #[test]
+    fn unreachable_round_trip_and_delete_by_type() {
+        let mut route = Route::new(net("10.244.3.0/24"));
+        route.kind = RouteKind::Unreachable;
+        route.protocol = 87;
+        let (kind, parsed) =
+            parse_route(&route_message(&route, Purpose::Install).unwrap()).unwrap();
+        assert_eq!(kind, RouteType::Unreachable);
+        assert_eq!(parsed, route);
+        // A delete names the type, so it never removes a unicast route to the same place.
+        let message = route_message(&route, Purpose::Delete).unwrap();
+        assert_eq!(message.header.kind, RouteType::Unreachable);
+        route.gateway = Some("192.0.2.1".parse().unwrap());
+        let e = route_message(&route, Purpose::Install)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an unreachable route has no gateway"), "{e}");
     }
 
     #[test]

@@ -56,7 +56,13 @@
 //! range set holds exactly one range (weft gives one address per subnet); an IPv6 range turns
 //! IPv6 on.
 //!
-//! Unknown keys are ignored; known keys of the wrong type are decoding errors (code 6);
+//! Keys weft knows to belong elsewhere — `subnet`, `ranges`, `gateway`, `rangeStart`,
+//! `rangeEnd`, `ipRange`, `routes` at the plugin level (they go in `ipam`), the bridge's keys
+//! inside weft's `ipam` (they go at the plugin level) — are invalid config (code 7) on ADD and
+//! CHECK, naming where they belong: ignoring them would quietly give the network a default
+//! pool ([`misplaced_keys`]). Other unknown keys are logged as warnings and ignored (they may
+//! be another plugin's or the runtime's: [`unknown_keys`]); known keys of the wrong type are
+//! decoding errors (code 6);
 //! impossible values are invalid config (code 7); reference-bridge features weft lacks (`vlan`,
 //! `vlanTrunk`, `promiscMode`, `macspoofchk`, `disableContainerInterface`) are unsupported
 //! fields (code 2).
@@ -193,6 +199,166 @@ pub struct Attachment {
     #[serde(rename = "containerID")]
     pub container_id: String,
     pub ifname: String,
+}
+
+/// The plugin-level keys weft reads (or refuses, or knows to leave to the runtime).
+const PLUGIN_KEYS: &[&str] = &[
+    "cniVersion",
+    "name",
+    "type",
+    "bridge",
+    "mtu",
+    "ipMasq",
+    "hairpinMode",
+    "isGateway",
+    "isDefaultGateway",
+    "ipam",
+    "dns",
+    "capabilities",
+    "runtimeConfig",
+    "args",
+    "prevResult",
+    "stateDir",
+    "lockTimeout",
+    "mode",
+    "icc",
+    "internal",
+    "cluster",
+    "vlan",
+    "vlanTrunk",
+    "promiscMode",
+    "macspoofchk",
+    "disableContainerInterface",
+    "cni.dev/valid-attachments",
+    "cni.dev/attachments",
+];
+
+/// The keys of weft's own `ipam` section.
+const IPAM_KEYS: &[&str] = &[
+    "type",
+    "ranges",
+    "subnet",
+    "gateway",
+    "rangeStart",
+    "rangeEnd",
+    "ipRange",
+    "routes",
+    "stateDir",
+    "dns",
+];
+
+/// Plugin-level keys that belong in `ipam`, and where exactly.
+const IPAM_KEYS_AT_PLUGIN_LEVEL: &[(&str, &str)] = &[
+    (
+        "subnet",
+        r#""ipam": {"ranges": [[{"subnet": …}]]} (or "ipam": {"subnet": …})"#,
+    ),
+    ("ranges", r#""ipam": {"ranges": …}"#),
+    (
+        "gateway",
+        r#"the range: "ipam": {"ranges": [[{"subnet": …, "gateway": …}]]}"#,
+    ),
+    (
+        "rangeStart",
+        r#"the range: "ipam": {"ranges": [[{"subnet": …, "rangeStart": …}]]}"#,
+    ),
+    (
+        "rangeEnd",
+        r#"the range: "ipam": {"ranges": [[{"subnet": …, "rangeEnd": …}]]}"#,
+    ),
+    (
+        "ipRange",
+        r#"the range: "ipam": {"ranges": [[{"subnet": …, "ipRange": …}]]}"#,
+    ),
+    ("routes", r#""ipam": {"routes": …}"#),
+];
+
+/// Keys of the plugin (the bridge) that weft's `ipam` section cannot carry.
+const PLUGIN_KEYS_IN_IPAM: &[&str] = &[
+    "bridge",
+    "mtu",
+    "ipMasq",
+    "hairpinMode",
+    "isGateway",
+    "isDefaultGateway",
+    "icc",
+    "internal",
+    "mode",
+    "cluster",
+];
+
+/// Keys weft knows to be in the wrong place, as one invalid-config error (code 7) that names
+/// each, its value and where it belongs; `Ok` when there are none. A `subnet` next to
+/// `"type": "weft"` instead of inside `ipam` is the classic: ignored, it would leave the network
+/// on a default pool (172.17.0.0/16) with no word said. Only the sections that are weft's are
+/// judged: the plugin level when `type` is weft, `ipam` when its type is weft.
+pub fn misplaced_keys(root: &Value) -> Result<(), CniError> {
+    let o = Obj::root(root, "the network configuration")?;
+    let mut found = Vec::new();
+    if o.raw("type").and_then(Value::as_str) == Some(WEFT_TYPE) {
+        for (key, place) in IPAM_KEYS_AT_PLUGIN_LEVEL {
+            if let Some(v) = o.raw(key) {
+                found.push(format!(
+                    "{key} ({v}) is at the plugin level, where weft does not read it; it belongs in {place}"
+                ));
+            }
+        }
+    }
+    if let Some(ipam) = o.object("ipam")? {
+        let weft_ipam = ipam
+            .raw("type")
+            .and_then(Value::as_str)
+            .is_none_or(|t| t.is_empty() || t == WEFT_TYPE);
+        if weft_ipam {
+            for key in PLUGIN_KEYS_IN_IPAM {
+                if let Some(v) = ipam.raw(key) {
+                    found.push(format!(
+                        "{} ({v}) is inside \"ipam\", where weft does not read it; it belongs at the plugin level, next to \"type\"",
+                        ipam.at(key)
+                    ));
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::InvalidConfig(format!(
+        "misplaced configuration keys: {}",
+        found.join("; ")
+    )))
+}
+
+/// The keys of weft's own sections that weft does not know, by path (`"ipamm"`,
+/// `"ipam.subnets"`), for a warning: they may be meant for another plugin or the runtime, or be
+/// a misspelling. Keys [`misplaced_keys`] reports are not listed again.
+pub fn unknown_keys(root: &Value) -> Vec<String> {
+    let Ok(o) = Obj::root(root, "the network configuration") else {
+        return Vec::new();
+    };
+    let mut unknown = Vec::new();
+    if o.raw("type").and_then(Value::as_str) == Some(WEFT_TYPE) {
+        unknown.extend(
+            o.keys()
+                .filter(|k| !PLUGIN_KEYS.contains(k))
+                .filter(|k| !IPAM_KEYS_AT_PLUGIN_LEVEL.iter().any(|(m, _)| m == k))
+                .map(|k| o.at(k)),
+        );
+    }
+    if let Ok(Some(ipam)) = o.object("ipam") {
+        let weft_ipam = ipam
+            .raw("type")
+            .and_then(Value::as_str)
+            .is_none_or(|t| t.is_empty() || t == WEFT_TYPE);
+        if weft_ipam {
+            unknown.extend(
+                ipam.keys()
+                    .filter(|k| !IPAM_KEYS.contains(k) && !PLUGIN_KEYS_IN_IPAM.contains(k))
+                    .map(|k| ipam.at(k)),
+            );
+        }
+    }
+    unknown
 }
 
 /// Parses stdin as JSON (code 6 when it is not).
@@ -921,6 +1087,66 @@ mod tests {
         );
         let e = conf(with(json!({"vlan": 100}))).unwrap_err().to_string();
         assert!(e.contains("vlan") && e.contains("100"), "{e}");
+    }
+
+    #[test]
+    fn a_subnet_at_the_plugin_level_is_invalid_config_naming_where_it_belongs() {
+        let e = misplaced_keys(&with(json!({"subnet": "10.88.0.0/16"}))).unwrap_err();
+        assert_eq!(e.code(), INVALID_CONFIG);
+        let m = e.to_string();
+        assert!(
+            m.contains("subnet (\"10.88.0.0/16\") is at the plugin level"),
+            "{m}"
+        );
+        assert!(m.contains("ipam") && m.contains("ranges"), "{m}");
+        // Every misplaced key is named at once.
+        let m = misplaced_keys(&with(json!({
+            "gateway": "10.88.0.1", "routes": [],
+            "ipam": {"ranges": [[{"subnet": "10.88.0.0/16"}]], "ipMasq": false}
+        })))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            m.contains("gateway (\"10.88.0.1\")") && m.contains("\"ipam\": {\"routes\""),
+            "{m}"
+        );
+        assert!(
+            m.contains("ipam.ipMasq (false) is inside \"ipam\"") && m.contains("plugin level"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn placement_is_judged_only_in_weft_sections() {
+        assert!(misplaced_keys(&base()).is_ok());
+        assert!(misplaced_keys(&with(json!({"ipam": {"subnet": "10.88.0.0/16"}}))).is_ok());
+        // weft as another plugin's IPAM: the plugin level is that plugin's.
+        let other = json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge",
+                           "subnet": "10.1.0.0/16", "ipam": {"type": "weft", "subnet": "10.1.0.0/16"}});
+        assert!(misplaced_keys(&other).is_ok());
+        // A delegated IPAM's section is that plugin's.
+        let delegated = with(json!({"ipam": {"type": "host-local", "mtu": 1400}}));
+        assert!(misplaced_keys(&delegated).is_ok());
+        assert!(unknown_keys(&delegated).is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_by_path_for_a_warning() {
+        let v = with(json!({
+            "ipMasqq": true, "subnet": "10.1.0.0/16", "runtimeConfig": {},
+            "ipam": {"subnets": [], "subnet": "10.2.0.0/16", "bridge": "x"}
+        }));
+        assert_eq!(
+            unknown_keys(&v),
+            vec!["ipMasqq".to_string(), "ipam.subnets".to_string()]
+        );
+        assert!(unknown_keys(&with(json!({"ipam": {"ranges": [], "routes": []}}))).is_empty());
+        // Another plugin's config is not weft's to judge.
+        let other = json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge", "isGateway": true,
+                           "ipam": {"type": "host-local"}});
+        assert!(unknown_keys(&other).is_empty());
+        // The parse still succeeds: unknown keys are not errors.
+        assert!(conf(v).is_ok());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Typed access to the fields of a JSON object, with errors that name the field's path.
 //!
 //! CNI configs are open-ended: runtimes and other plugins add keys of their own, so weft ignores
-//! keys it does not know (as the reference plugins do). Keys it does know must have the right
+//! keys it does not know (as the reference plugins do), and only logs them
+//! ([`super::config::unknown_keys`]). Keys it does know must have the right
 //! type; a wrong one is a decoding error (code 6) naming the key, e.g.
 //! `ipam.ranges[0][0].subnet: invalid type: integer 5, expected a string`.
 
@@ -66,6 +67,14 @@ impl<'a> Obj<'a> {
                 kind(other)
             ))),
         }
+    }
+
+    /// The keys present (a `null` counts as absent, as in [`Obj::raw`]).
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k.as_str())
     }
 
     /// A full path for a key of this object, for messages.

@@ -117,6 +117,17 @@ fn dispatch(inv: &Invocation, backend: &Backend) -> Result<Option<Value>, CniErr
     }
     let root = config::parse_json(&inv.stdin)?;
     let conf = NetConf::parse(&root)?;
+    for key in config::unknown_keys(&root) {
+        tracing::warn!(%key, "the network configuration has a key weft does not know: {key}; weft ignores it (fine if another plugin or the runtime reads it, else check its spelling and place)");
+    }
+    // Misplaced keys refuse ADD and CHECK. DEL, GC and STATUS only warn: a container attached
+    // under an older weft, which ignored them, must still be removable.
+    if let Err(e) = config::misplaced_keys(&root) {
+        match env.command {
+            Command::Add | Command::Check => return Err(e),
+            _ => tracing::warn!(error = %e, "the network configuration has misplaced keys"),
+        }
+    }
     check_command_version(env.command, conf.version)?;
     if let Some(dir) = conf.configured_state_dir().filter(|d| d.is_relative()) {
         // Relative to whatever directory the runtime happens to run plugins in: a different
