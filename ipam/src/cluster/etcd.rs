@@ -23,6 +23,18 @@ use super::lease::{check_reservation_subnet, parse_lease, Keys, Lease, Reservati
 /// Deadline of one etcd call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// HTTP/2 keepalive ping interval. etcd's default `--grpc-keepalive-min-time` is 5 s: a
+/// client pinging more often collects a strike per ping, and at the third etcd resets the
+/// connection (GOAWAY "too_many_pings"), every 8–12 s on a healthy cluster. Twice the minimum
+/// leaves room for timer jitter on both sides. hyper only pings after this long without a
+/// frame from etcd, so a busy connection sends none.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection counts as dead: a silently gone
+/// etcd (host down, partition) is noticed within interval + timeout = 15 s, well inside the
+/// default lease TTL (60 s) and its renewal every 20 s, which fail on their own deadline
+/// anyway. Calls are not what this guards: they have [`CALL_TIMEOUT`]; the watch stream is.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection to an etcd cluster (the client reconnects by itself; calls fail while etcd is
 /// down).
 pub struct Etcd {
@@ -51,7 +63,10 @@ impl Etcd {
         let options = ConnectOptions::new()
             .with_connect_timeout(CALL_TIMEOUT)
             .with_timeout(CALL_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+            .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
+            // etcd (grpc-go, PermitWithoutStream=false) counts every ping on a connection
+            // with no open stream as abuse; without streams there is nothing to keep alive.
+            .with_keep_alive_while_idle(false);
         let client = within(
             &joined,
             "connect",
