@@ -224,7 +224,10 @@ pub fn into_engine(e: ClusterError) -> EngineError {
             ),
             name: cluster,
         },
-        ClusterError::DuplicatePublicIp { .. } | ClusterError::Exhausted { .. } => {
+        ClusterError::DuplicatePublicIp { .. }
+        | ClusterError::Exhausted { .. }
+        | ClusterError::SubnetLeased { .. }
+        | ClusterError::AlreadyReserved { .. } => {
             EngineError::InUse(e.to_string())
         }
         ClusterError::Store(e) => EngineError::Store(e),

@@ -131,6 +131,10 @@ pub struct ReserveArgs {
     /// The host it is kept for.
     #[arg(long)]
     pub public_ip: IpAddr,
+    /// Replace a reservation of the subnet for another host (a live lease of another host is
+    /// never overridden).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub etcd: EtcdArgs,
 }
@@ -200,7 +204,7 @@ async fn reserve(args: ReserveArgs) -> Result<(), EngineError> {
     let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
     let mut etcd = connect(&args.etcd).await?;
     let config = config_of(&mut etcd, &keys, &args.name).await?;
-    etcd.reserve(&keys, &config, args.subnet, args.public_ip)
+    etcd.reserve(&keys, &config, args.subnet, args.public_ip, args.force)
         .await
         .map_err(crate::agent::into_engine)?;
     println!("{}", keys.reservation(args.subnet));

@@ -35,6 +35,22 @@ pub enum ClusterError {
         subnet: Ipv4Net,
         other_node: String,
     },
+    /// A reservation names a subnet another host holds a live lease on: reserving it would
+    /// make that host take a new subnet on its next restart and strand its containers.
+    #[error("subnet {subnet} is leased by another live host ({holder}, public address {holder_ip}); reserving it for {public_ip} would make that host move to another subnet on its next restart and cut off its containers; reserve a free subnet (see `weft cluster status`), or stop that host and reserve after its lease has expired")]
+    SubnetLeased {
+        subnet: Ipv4Net,
+        public_ip: IpAddr,
+        holder: String,
+        holder_ip: IpAddr,
+    },
+    /// The subnet is already reserved for another host.
+    #[error("subnet {subnet} is already reserved for {reserved_for}; pass --force to give it to {public_ip} instead, or `weft cluster unreserve` it first")]
+    AlreadyReserved {
+        subnet: Ipv4Net,
+        public_ip: IpAddr,
+        reserved_for: IpAddr,
+    },
     /// A reservation names a subnet outside the cluster network or of the wrong length.
     #[error("invalid reservation {subnet}: {reason}")]
     InvalidReservation { subnet: String, reason: String },

@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 use ipnet::Ipv4Net;
 
 use super::config::ClusterConfig;
 use super::error::ClusterError;
 use super::keeper::{Expect, Input, Kv, Request, Snapshot, WatchEvent};
-use super::lease::{check_reservation_subnet, parse_lease, Keys, Lease, Reservation};
+use super::lease::{
+    check_reservation_subnet, parse_lease, parse_reservation, Keys, Lease, Reservation,
+};
 
 /// Deadline of one etcd call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -246,28 +248,127 @@ impl Etcd {
             .transpose()
     }
 
-    /// Reserves `subnet` for the host with `public_ip` (no TTL).
+    /// Reserves `subnet` for the host with `public_ip` (no TTL); `false` when it already was.
+    ///
+    /// Refused when another host holds a live lease on the subnet (that host would lose it on
+    /// its next restart) and, unless `force`, when it is reserved for another host. The checks
+    /// and the write are one transaction comparing the revisions that were read (a lease key
+    /// absent: `create_revision == 0`), so a host claiming the subnet meanwhile makes the write
+    /// fail rather than race; it is then read and judged again.
     pub async fn reserve(
         &mut self,
         keys: &Keys,
         config: &ClusterConfig,
         subnet: Ipv4Net,
         public_ip: IpAddr,
-    ) -> Result<(), ClusterError> {
+        force: bool,
+    ) -> Result<bool, ClusterError> {
         check_reservation_subnet(config, subnet)?;
+        let lease_key = keys.subnet(subnet);
+        let reservation_key = keys.reservation(subnet);
         let value = serde_json::to_vec(&Reservation {
             subnet: None,
             public_ip,
         })
         .expect("reservation serializes");
         let ep = self.endpoints.clone();
-        within(
-            &ep,
-            "write a reservation",
-            self.client.put(keys.reservation(subnet), value, None),
-        )
-        .await?;
-        Ok(())
+        // Each round loses only to a write of one of the two keys between its read and its
+        // transaction; a handful of rounds is plenty.
+        for _ in 0..5 {
+            let read = Txn::new().and_then(vec![
+                TxnOp::get(lease_key.as_str(), None),
+                TxnOp::get(reservation_key.as_str(), None),
+            ]);
+            let response = within(
+                &ep,
+                "read the subnet's lease and reservation",
+                self.client.txn(read),
+            )
+            .await?;
+            let mut found = response.op_responses().into_iter().map(|r| match r {
+                TxnOpResponse::Get(get) => get
+                    .kvs()
+                    .first()
+                    .map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+                _ => None,
+            });
+            let (lease, reserved) = (found.next().flatten(), found.next().flatten());
+            let mut compares = Vec::new();
+            match &lease {
+                None => compares.push(Compare::create_revision(
+                    lease_key.as_str(),
+                    CompareOp::Equal,
+                    0,
+                )),
+                Some((bytes, revision)) => {
+                    let lease = parse_lease(config, keys, &lease_key, bytes, *revision)?;
+                    // The host's own lease: pinning the subnet it already has is the point.
+                    if lease.value.public_ip != public_ip {
+                        return Err(ClusterError::SubnetLeased {
+                            subnet,
+                            public_ip,
+                            holder: if lease.value.hostname.is_empty() {
+                                format!("node {}", lease.value.node_id)
+                            } else {
+                                format!(
+                                    "host {} (node {})",
+                                    lease.value.hostname, lease.value.node_id
+                                )
+                            },
+                            holder_ip: lease.value.public_ip,
+                        });
+                    }
+                    compares.push(Compare::mod_revision(
+                        lease_key.as_str(),
+                        CompareOp::Equal,
+                        *revision,
+                    ));
+                }
+            }
+            match &reserved {
+                None => compares.push(Compare::create_revision(
+                    reservation_key.as_str(),
+                    CompareOp::Equal,
+                    0,
+                )),
+                Some((bytes, revision)) => {
+                    let existing = parse_reservation(config, keys, &reservation_key, bytes);
+                    match existing {
+                        Ok(r) if r.public_ip == public_ip => return Ok(false),
+                        Ok(r) if !force => {
+                            return Err(ClusterError::AlreadyReserved {
+                                subnet,
+                                public_ip,
+                                reserved_for: r.public_ip,
+                            })
+                        }
+                        // Forced, or unreadable (nobody can use it): replaced.
+                        _ => {}
+                    }
+                    compares.push(Compare::mod_revision(
+                        reservation_key.as_str(),
+                        CompareOp::Equal,
+                        *revision,
+                    ));
+                }
+            }
+            let txn = Txn::new().when(compares).and_then(vec![TxnOp::put(
+                reservation_key.as_str(),
+                value.clone(),
+                None,
+            )]);
+            if within(&ep, "write a reservation", self.client.txn(txn))
+                .await?
+                .succeeded()
+            {
+                return Ok(true);
+            }
+        }
+        Err(ClusterError::Etcd {
+            endpoints: ep,
+            op: "write a reservation".into(),
+            message: format!("the lease or reservation of {subnet} kept changing while it was checked; run the command again"),
+        })
     }
 
     /// Removes a reservation; `false` when there was none.
