@@ -308,7 +308,8 @@ impl Agent {
                 error,
                 retry_in,
             } => {
-                warn!(cluster = %self.name, "etcd unavailable: cannot {op}: {error}; retrying in {:.1} s", retry_in.as_secs_f64());
+                // `error` names etcd, the call and the fix; `op` is the keeper's step.
+                warn!(cluster = %self.name, step = op, "etcd unavailable: {error}; retrying in {:.1} s", retry_in.as_secs_f64());
                 None
             }
             Event::Waiting { reason, retry_in } => {

@@ -136,3 +136,63 @@ fn reserve_refuses_a_live_lease_of_another_host_and_replaces_only_with_force() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(reservation(&w, free).contains("192.168.100.8"));
 }
+
+#[test]
+fn etcd_failures_are_one_line_naming_the_endpoint_the_operation_and_the_fix() {
+    if !can_run("etcd errors") {
+        return;
+    }
+    // etcd is never started: nothing listens on the endpoint.
+    let mut w = ClusterWorld::new(1);
+    let endpoint = w.endpoint();
+    let raw = ["grpc", "tonic", "source:", "Os {", "code:"];
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["cluster", "init", CLUSTER, "--network", "10.244.0.0/16"],
+            "writing the cluster config",
+        ),
+        (
+            &["cluster", "status", CLUSTER],
+            "reading the cluster config",
+        ),
+        (
+            &[
+                "cluster",
+                "reserve",
+                CLUSTER,
+                "10.244.9.0/24",
+                "--public-ip",
+                "192.168.100.9",
+            ],
+            "reading the cluster config",
+        ),
+    ];
+    for (args, op) in cases {
+        let mut args = args.to_vec();
+        args.extend(["--etcd-endpoints", &endpoint]);
+        let out = w.hosts[0].weft(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let want = format!(
+            "weft: error: cannot reach etcd at {endpoint} (connection refused) while {op}: is etcd running and reachable from this host? check --etcd-endpoints"
+        );
+        assert_eq!(err.trim(), want, "{args:?}");
+    }
+    // The daemon says the same, once per retry, and keeps running.
+    w.start_daemon(0, 10, &[]);
+    let logged = eventually(Duration::from_secs(15), || {
+        w.hosts[0].log().contains(&format!(
+            "etcd unavailable: cannot reach etcd at {endpoint} (connection refused) while"
+        ))
+    });
+    let log = w.hosts[0].log();
+    assert!(logged, "{log}");
+    for line in trouble(&log) {
+        assert!(
+            !raw.iter().any(|r| line.contains(r)),
+            "raw client output: {line}"
+        );
+        assert!(line.contains("check --etcd-endpoints"), "no fix: {line}");
+    }
+    assert!(w.hosts[0].running(), "etcd down is retried: {log}");
+}

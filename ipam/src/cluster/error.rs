@@ -54,12 +54,14 @@ pub enum ClusterError {
     /// A reservation names a subnet outside the cluster network or of the wrong length.
     #[error("invalid reservation {subnet}: {reason}")]
     InvalidReservation { subnet: String, reason: String },
-    /// etcd could not be reached or refused a request.
-    #[error("etcd at {endpoints}: {op} failed: {message}; check that etcd is running and reachable (weft keeps retrying)")]
+    /// etcd could not be reached or refused a request. One line: `failure` names etcd's
+    /// endpoints and the cause, `op` what weft was doing, `fix` what the user can do.
+    #[error("{failure} while {op}: {fix}")]
     Etcd {
         endpoints: String,
         op: String,
-        message: String,
+        failure: String,
+        fix: String,
     },
     /// The local store failed.
     #[error(transparent)]

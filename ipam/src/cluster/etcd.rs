@@ -58,8 +58,9 @@ impl Etcd {
         if endpoints.is_empty() {
             return Err(ClusterError::Etcd {
                 endpoints: joined,
-                op: "connect".into(),
-                message: "no endpoint given; pass --etcd-endpoints http://HOST:2379".into(),
+                op: "connecting".into(),
+                failure: "no etcd endpoint given".into(),
+                fix: "pass --etcd-endpoints http://HOST:2379".into(),
             });
         }
         let options = ConnectOptions::new()
@@ -71,7 +72,7 @@ impl Etcd {
             .with_keep_alive_while_idle(false);
         let client = within(
             &joined,
-            "connect",
+            "connecting",
             Client::connect(endpoints, Some(options)),
         )
         .await?;
@@ -112,7 +113,7 @@ impl Etcd {
         let ep = self.endpoints.clone();
         let response = within(
             &ep,
-            "read the cluster",
+            "reading the cluster",
             self.client
                 .get(keys.cluster(), Some(GetOptions::new().with_prefix())),
         )
@@ -137,7 +138,7 @@ impl Etcd {
         let ep = self.endpoints.clone();
         let response = within(
             &ep,
-            "grant a lease",
+            "granting a lease",
             self.client.lease_grant(ttl_secs, None),
         )
         .await?;
@@ -162,7 +163,7 @@ impl Etcd {
             Some(PutOptions::new().with_lease(lease)),
         )]);
         let ep = self.endpoints.clone();
-        let response = within(&ep, "claim a subnet", self.client.txn(txn)).await?;
+        let response = within(&ep, "claiming a subnet", self.client.txn(txn)).await?;
         let revision = response.header().map(|h| h.revision()).unwrap_or(0);
         Ok((response.succeeded(), revision))
     }
@@ -170,7 +171,7 @@ impl Etcd {
     /// Renews `lease` once; the remaining TTL (0 when etcd no longer knows the lease).
     pub async fn keep_alive(&mut self, lease: i64) -> Result<i64, ClusterError> {
         let ep = self.endpoints.clone();
-        let result = within(&ep, "renew the lease", self.renew(lease)).await;
+        let result = within(&ep, "renewing the lease", self.renew(lease)).await;
         if result.is_err() {
             // The stream may be broken (etcd restarted): open a new one next time.
             self.keep_alive = None;
@@ -205,7 +206,7 @@ impl Etcd {
             .with_start_revision(from_revision);
         let stream = within(
             &ep,
-            "watch the cluster",
+            "watching the cluster",
             self.client.watch(keys.cluster(), Some(options)),
         )
         .await?;
@@ -225,7 +226,7 @@ impl Etcd {
         let ep = self.endpoints.clone();
         within(
             &ep,
-            "write the cluster config",
+            "writing the cluster config",
             self.client.put(keys.config(), config.encode(), None),
         )
         .await?;
@@ -237,7 +238,7 @@ impl Etcd {
         let ep = self.endpoints.clone();
         let response = within(
             &ep,
-            "read the cluster config",
+            "reading the cluster config",
             self.client.get(keys.config(), None),
         )
         .await?;
@@ -281,7 +282,7 @@ impl Etcd {
             ]);
             let response = within(
                 &ep,
-                "read the subnet's lease and reservation",
+                "reading the subnet's lease and reservation",
                 self.client.txn(read),
             )
             .await?;
@@ -357,7 +358,7 @@ impl Etcd {
                 value.clone(),
                 None,
             )]);
-            if within(&ep, "write a reservation", self.client.txn(txn))
+            if within(&ep, "writing a reservation", self.client.txn(txn))
                 .await?
                 .succeeded()
             {
@@ -365,9 +366,10 @@ impl Etcd {
             }
         }
         Err(ClusterError::Etcd {
+            failure: format!("the lease or reservation of {subnet} in etcd at {ep} kept changing"),
             endpoints: ep,
-            op: "write a reservation".into(),
-            message: format!("the lease or reservation of {subnet} kept changing while it was checked; run the command again"),
+            op: "writing a reservation".into(),
+            fix: "run the command again".into(),
         })
     }
 
@@ -376,7 +378,7 @@ impl Etcd {
         let ep = self.endpoints.clone();
         let response = within(
             &ep,
-            "remove a reservation",
+            "removing a reservation",
             self.client.delete(keys.reservation(subnet), None),
         )
         .await?;
@@ -397,7 +399,12 @@ impl Etcd {
             .map(|(k, v)| TxnOp::put(k, v, options.clone()))
             .collect();
         let ep = self.endpoints.clone();
-        let response = within(&ep, "write keys", self.client.txn(Txn::new().and_then(ops))).await?;
+        let response = within(
+            &ep,
+            "writing keys",
+            self.client.txn(Txn::new().and_then(ops)),
+        )
+        .await?;
         Ok(response.header().map(|h| h.revision()).unwrap_or(0))
     }
 
@@ -421,23 +428,31 @@ impl Watch {
     /// The next batch of changes. An error means the watch is over (etcd went away, or the
     /// revision was compacted): reload and watch again.
     pub async fn next(&mut self) -> Result<Vec<WatchEvent>, ClusterError> {
-        let fail = |message: String| ClusterError::Etcd {
-            endpoints: self.endpoints.clone(),
-            op: "watch the cluster".into(),
-            message,
-        };
+        let op = "watching the cluster";
         loop {
             let response = match self.stream.message().await {
                 Ok(Some(r)) => r,
-                Ok(None) => return Err(fail("the watch stream ended".into())),
-                Err(e) => return Err(fail(e.to_string())),
+                Ok(None) => {
+                    return Err(unreachable(
+                        &self.endpoints,
+                        op,
+                        "the watch stream ended".into(),
+                    ))
+                }
+                Err(e) => return Err(explain(&self.endpoints, op, &e)),
             };
             if response.canceled() {
-                return Err(fail(format!(
-                    "etcd canceled the watch ({}; compacted at revision {})",
-                    response.cancel_reason(),
-                    response.compact_revision()
-                )));
+                return Err(ClusterError::Etcd {
+                    endpoints: self.endpoints.clone(),
+                    op: op.into(),
+                    failure: format!(
+                        "etcd at {} canceled the watch ({}; compacted at revision {})",
+                        self.endpoints,
+                        one_line(response.cancel_reason()),
+                        response.compact_revision()
+                    ),
+                    fix: "weft reads the cluster again and watches from there".into(),
+                });
             }
             let events: Vec<WatchEvent> = response
                 .events()
@@ -471,17 +486,110 @@ async fn within<T>(
     op: &str,
     call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, ClusterError> {
-    let error = |message: String| ClusterError::Etcd {
-        endpoints: endpoints.to_string(),
-        op: op.to_string(),
-        message,
-    };
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(error(e.to_string())),
-        Err(_) => Err(error(format!(
-            "no answer within {} s",
-            CALL_TIMEOUT.as_secs()
-        ))),
+        Ok(Err(e)) => Err(explain(endpoints, op, &e)),
+        Err(_) => Err(unreachable(
+            endpoints,
+            op,
+            format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
+        )),
     }
+}
+
+const REACH_FIX: &str = "is etcd running and reachable from this host? check --etcd-endpoints";
+
+/// etcd did not answer: `cause` is the socket's error or what was missing.
+fn unreachable(endpoints: &str, op: &str, cause: String) -> ClusterError {
+    ClusterError::Etcd {
+        endpoints: endpoints.to_string(),
+        op: op.to_string(),
+        failure: format!("cannot reach etcd at {endpoints} ({cause})"),
+        fix: REACH_FIX.into(),
+    }
+}
+
+/// One line for an etcd client error: unreachable (a socket error anywhere in the chain, or
+/// gRPC's Unavailable), refused credentials, or another refusal with etcd's own words.
+/// Decided on error types and gRPC codes, never on message text.
+fn explain(endpoints: &str, op: &str, e: &etcd_client::Error) -> ClusterError {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    let refused = |cause: String, fix: &str| ClusterError::Etcd {
+        endpoints: endpoints.to_string(),
+        op: op.to_string(),
+        failure: format!("etcd at {endpoints} refused the request ({cause})"),
+        fix: fix.to_string(),
+    };
+    match e {
+        E::GRpcStatus(status) => {
+            if let Some(io) = io_cause(status) {
+                return unreachable(endpoints, op, describe_io(io));
+            }
+            let message = one_line(status.message());
+            match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                    unreachable(endpoints, op, message)
+                }
+                Code::Unauthenticated | Code::PermissionDenied => refused(
+                    message,
+                    "check the etcd user and password and the key prefix the user's role may use",
+                ),
+                _ => refused(
+                    message,
+                    "see etcd's log; the request may exceed a limit such as --max-txn-ops",
+                ),
+            }
+        }
+        E::TransportError(t) => {
+            let cause = io_cause(t)
+                .map(describe_io)
+                .unwrap_or_else(|| one_line(&t.to_string()));
+            unreachable(endpoints, op, cause)
+        }
+        E::IoError(io) => unreachable(endpoints, op, describe_io(io)),
+        E::InvalidUri(_) | E::EndpointError(_) | E::InvalidArgs(_) => ClusterError::Etcd {
+            endpoints: endpoints.to_string(),
+            op: op.to_string(),
+            failure: format!(
+                "invalid etcd endpoint {endpoints} ({})",
+                one_line(&e.to_string())
+            ),
+            fix: "give --etcd-endpoints as http://HOST:PORT".into(),
+        },
+        E::LeaseKeepAliveError(m) | E::WatchError(m) => unreachable(endpoints, op, one_line(m)),
+        other => refused(one_line(&other.to_string()), "see etcd's log"),
+    }
+}
+
+/// The innermost socket error in an error's chain.
+fn io_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut found = None;
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            found = Some(io);
+        }
+        next = e.source();
+    }
+    found
+}
+
+/// A socket error in a few words: `connection refused`, `network unreachable`, ….
+fn describe_io(io: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::NetworkUnreachable => "network unreachable".into(),
+        K::HostUnreachable => "host unreachable".into(),
+        K::TimedOut => "connection timed out".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::BrokenPipe => "connection closed by etcd".into(),
+        K::AddrNotAvailable => "address not available".into(),
+        _ => one_line(&io.to_string()),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
