@@ -112,6 +112,9 @@ struct Agent {
     /// The backend missed peer events (not initialized then): sync everything when it is.
     needs_sync: bool,
     problems: Vec<String>,
+    /// Set when this host's configuration cannot work: the agent stops, releases its lease
+    /// and the daemon exits (see `is_fatal`).
+    fatal: Option<String>,
     started: Instant,
     last_repair: Instant,
 }
@@ -140,6 +143,12 @@ pub fn prepare(
             reason: format!("cluster name {name:?} may only hold A-Z a-z 0-9 . _ : @ -"),
         });
     }
+    args.bgp
+        .check()
+        .map_err(|reason| ClusterError::HostConfig {
+            cluster: name.clone(),
+            reason,
+        })?;
     let underlay = find_underlay(args.public_ip, args.iface.as_deref())?;
     let node_id = local::node_id(controller.store())?;
     let previous = local::load_record(controller.store(), &name)?.map(|r| r.subnet);
@@ -200,13 +209,19 @@ pub async fn run(
         joined: None,
         needs_sync: false,
         problems: Vec::new(),
+        fatal: None,
         started: Instant::now(),
         last_repair: Instant::now(),
         controller,
         name,
     };
-    agent.run(shutdown).await;
-    Ok(())
+    match agent.run(shutdown).await {
+        None => Ok(()),
+        Some(reason) => Err(ClusterError::HostConfig {
+            cluster: agent.name.clone(),
+            reason,
+        }),
+    }
 }
 
 /// How the daemon reports an agent that cannot start.
@@ -215,6 +230,7 @@ pub async fn run(
 pub fn into_engine(e: ClusterError) -> EngineError {
     match e {
         ClusterError::InvalidConfig { .. }
+        | ClusterError::HostConfig { .. }
         | ClusterError::InvalidReservation { .. }
         | ClusterError::MalformedLease { .. } => EngineError::Invalid(e.to_string()),
         ClusterError::NoConfig { cluster, key } => EngineError::NotFound {
@@ -236,17 +252,27 @@ pub fn into_engine(e: ClusterError) -> EngineError {
 }
 
 impl Agent {
-    async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Runs until `shutdown`, or until this host's configuration proves unusable: then the
+    /// lease is revoked (the others drop this host's routes now, not after the TTL) and the
+    /// reason returned.
+    async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) -> Option<String> {
         tokio::pin!(shutdown);
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = VecDeque::new();
         loop {
             while let Some(request) = pending.pop_front() {
+                if self.fatal.is_some() {
+                    break;
+                }
                 let input = self.execute(request).await;
                 if let Some(input) = input {
                     self.feed(input, &mut pending);
                 }
+            }
+            if let Some(reason) = self.fatal.clone() {
+                self.release().await;
+                return Some(reason);
             }
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -268,6 +294,24 @@ impl Agent {
             }
         }
         info!(cluster = %self.name, "agent stopped; the lease expires after its TTL unless the daemon returns");
+        None
+    }
+
+    /// Revokes this host's lease before the daemon exits on a fatal error. etcd being down
+    /// then is not retried: the lease expires after its TTL anyway.
+    async fn release(&mut self) {
+        let Some(id) = self.keeper.lease_id() else {
+            return;
+        };
+        match self.etcd.revoke(id).await {
+            Ok(()) => {
+                info!(cluster = %self.name, subnet = ?self.keeper.subnet(), "lease released");
+                self.save_record(false);
+            }
+            Err(e) => {
+                warn!(cluster = %self.name, "cannot release the lease (it expires after its TTL): {e}")
+            }
+        }
     }
 
     /// Runs one keeper request against etcd.
@@ -385,8 +429,13 @@ impl Agent {
                     b
                 }
                 Err(e) => {
-                    error!(cluster = %self.name, "backend {} cannot be set up: {e}", joined.config.backend.kind);
-                    self.problem(format!("backend: {e}"));
+                    // Settings that cannot be expressed at all: fatal.
+                    let reason = format!(
+                        "backend {} cannot be set up: {e}",
+                        joined.config.backend.kind
+                    );
+                    self.problem(reason.clone());
+                    self.fatal = Some(reason);
                     return None;
                 }
             },
@@ -394,8 +443,14 @@ impl Agent {
         let node = self.local_node(&joined);
         let init = match backend.init(&node) {
             Ok(init) => init,
+            Err(e) if is_fatal(&e) => {
+                let reason = format!("backend {} cannot start: {e}", backend.name());
+                self.problem(reason.clone());
+                self.fatal = Some(reason);
+                return None;
+            }
             Err(e) => {
-                error!(cluster = %self.name, "backend {} cannot start: {e}", backend.name());
+                error!(cluster = %self.name, "backend {} cannot start: {e}; retrying", backend.name());
                 self.problem(format!("backend: {e}"));
                 return None;
             }
@@ -598,6 +653,18 @@ impl Agent {
             error!(cluster = %self.name, "cannot write the local cluster record: {e}");
         }
     }
+}
+
+/// Whether a backend's refusal is about this host's configuration (bad flags or cluster
+/// settings, a port taken, a kind of device the kernel lacks), which no retry mends, rather
+/// than a passing kernel failure (netlink, nft), which the next repair round retries.
+fn is_fatal(e: &DriverError) -> bool {
+    matches!(
+        e,
+        DriverError::Invalid(_)
+            | DriverError::InvalidOption { .. }
+            | DriverError::Unsupported { .. }
+    )
 }
 
 /// A vxlan or bgp peer that has claimed its subnet but not yet published its backend data

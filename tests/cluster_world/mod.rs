@@ -70,6 +70,12 @@ impl Host {
         matches!(self.daemon.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// The daemon's exit status once it has exited (`None` while it runs or was never
+    /// started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.daemon.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// The local cluster record the agent writes (`None` until it has joined).
     pub fn record(&self) -> Option<serde_json::Value> {
         let path = self.state.join("clusters").join(CLUSTER);

@@ -35,6 +35,10 @@ pub enum ClusterError {
         subnet: Ipv4Net,
         other_node: String,
     },
+    /// This host cannot take part as configured (a daemon flag, a setting the kernel lacks
+    /// support for, a port taken): retrying would change nothing, so the daemon stops.
+    #[error("cluster {cluster}: {reason}")]
+    HostConfig { cluster: String, reason: String },
     /// A reservation names a subnet another host holds a live lease on: reserving it would
     /// make that host take a new subnet on its next restart and strand its containers.
     #[error("subnet {subnet} is leased by another live host ({holder}, public address {holder_ip}); reserving it for {public_ip} would make that host move to another subnet on its next restart and cut off its containers; reserve a free subnet (see `weft cluster status`), or stop that host and reserve after its lease has expired")]

@@ -179,6 +179,15 @@ impl Etcd {
         result
     }
 
+    /// Revokes `lease`: the keys attached to it (this host's subnet) go at once rather than
+    /// after the TTL.
+    pub async fn revoke(&mut self, lease: i64) -> Result<(), ClusterError> {
+        let ep = self.endpoints.clone();
+        within(&ep, "revoking the lease", self.client.lease_revoke(lease)).await?;
+        self.keep_alive = None;
+        Ok(())
+    }
+
     async fn renew(&mut self, lease: i64) -> Result<i64, etcd_client::Error> {
         if self
             .keep_alive
