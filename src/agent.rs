@@ -15,6 +15,7 @@ mod bgp;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use weft_drivers::netlink::Netlink;
 use weft_drivers::DriverError;
 use weft_engine::{Controller, EngineError, IpamRequest, NetworkRequest, Origin, CLUSTER_LABEL};
 use weft_hostgw::HostGwBackend;
-use weft_ipam::cluster::etcd::{Etcd, Watch};
+use weft_ipam::cluster::etcd::{Etcd, EtcdAccess, Watch};
 use weft_ipam::cluster::keeper::WatchEvent;
 use weft_ipam::cluster::local::{self, LocalRecord};
 use weft_ipam::cluster::{
@@ -48,12 +49,70 @@ const REPAIR_EVERY: Duration = Duration::from_secs(2);
 /// Most problems kept in the local record.
 const MAX_PROBLEMS: usize = 20;
 
+/// How every command that talks to etcd reaches it (flannel's and Calico's flag names).
+#[derive(Args, Clone)]
+pub struct EtcdConnArgs {
+    /// etcd endpoints (comma-separated or repeated), e.g. http://10.0.0.1:2379 (https:// with
+    /// --etcd-cafile).
+    #[arg(long, value_delimiter = ',', env = "WEFT_ETCD_ENDPOINTS")]
+    pub etcd_endpoints: Vec<String>,
+    /// CA certificate (PEM) that signed etcd's server certificate; turns TLS on.
+    #[arg(long, env = "WEFT_ETCD_CAFILE", value_name = "PATH")]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate (PEM), for an etcd started with --client-cert-auth.
+    #[arg(
+        long,
+        env = "WEFT_ETCD_CERTFILE",
+        value_name = "PATH",
+        requires = "etcd_keyfile"
+    )]
+    pub etcd_certfile: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "WEFT_ETCD_KEYFILE",
+        value_name = "PATH",
+        requires = "etcd_certfile"
+    )]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// etcd user, when etcd has authentication enabled.
+    #[arg(long, env = "WEFT_ETCD_USERNAME", requires = "etcd_password")]
+    pub etcd_username: Option<String>,
+    /// Its password; prefer WEFT_ETCD_PASSWORD (a command line is visible to every user of
+    /// the host). Never logged.
+    #[arg(
+        long,
+        env = "WEFT_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_username"
+    )]
+    pub etcd_password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdConnArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.access().fmt(f)
+    }
+}
+
+impl EtcdConnArgs {
+    pub fn access(&self) -> EtcdAccess {
+        EtcdAccess {
+            endpoints: self.etcd_endpoints.clone(),
+            ca_file: self.etcd_cafile.clone(),
+            cert_file: self.etcd_certfile.clone(),
+            key_file: self.etcd_keyfile.clone(),
+            username: self.etcd_username.clone(),
+            password: self.etcd_password.clone(),
+        }
+    }
+}
+
 /// `weft daemon` flags for joining a cluster network.
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// etcd endpoints (comma-separated or repeated), e.g. http://10.0.0.1:2379.
-    #[arg(long, value_delimiter = ',', env = "WEFT_ETCD_ENDPOINTS")]
-    pub etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    pub etcd: EtcdConnArgs,
     /// Cluster network to join (its config must exist: `weft cluster init`).
     #[arg(long, requires = "etcd_endpoints")]
     pub cluster: Option<String>,
@@ -196,13 +255,17 @@ pub async fn run(
         identity,
     } = prepared;
     control.set_cluster(&name);
+    tokio::pin!(shutdown);
     let mut agent = Agent {
         identity,
         bgp_args: args.bgp.clone(),
         control,
         keys: keeper.keys().clone(),
         keeper,
-        etcd: Etcd::connect(&args.etcd_endpoints).await?,
+        etcd: match connect(&args.etcd.access(), &name, &mut shutdown).await? {
+            Some(etcd) => etcd,
+            None => return Ok(()),
+        },
         watch: None,
         underlay,
         backend: None,
@@ -215,12 +278,45 @@ pub async fn run(
         controller,
         name,
     };
-    match agent.run(shutdown).await {
+    match agent.run(&mut shutdown).await {
         None => Ok(()),
         Some(reason) => Err(ClusterError::HostConfig {
             cluster: agent.name.clone(),
             reason,
         }),
+    }
+}
+
+/// Connects to etcd, retrying while it cannot be reached (the client logs in at once when
+/// it has a user, so an etcd down at start fails here); `None` when `shutdown` came first.
+/// Settings that cannot work (unreadable TLS files, credentials etcd refuses) are fatal.
+async fn connect(
+    access: &EtcdAccess,
+    cluster: &str,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Option<Etcd>, ClusterError> {
+    const RETRY: Duration = Duration::from_secs(2);
+    loop {
+        match Etcd::connect(access).await {
+            Ok(etcd) => return Ok(Some(etcd)),
+            Err(e @ ClusterError::Etcd { refused: false, .. }) if !access.endpoints.is_empty() => {
+                warn!(
+                    cluster,
+                    "etcd unavailable: {e}; retrying in {:.1} s",
+                    RETRY.as_secs_f64()
+                );
+            }
+            Err(e) => {
+                return Err(ClusterError::HostConfig {
+                    cluster: cluster.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+        tokio::select! {
+            _ = shutdown.as_mut() => return Ok(None),
+            _ = tokio::time::sleep(RETRY) => {}
+        }
     }
 }
 
@@ -231,6 +327,7 @@ pub fn into_engine(e: ClusterError) -> EngineError {
     match e {
         ClusterError::InvalidConfig { .. }
         | ClusterError::HostConfig { .. }
+        | ClusterError::EtcdSettings { .. }
         | ClusterError::InvalidReservation { .. }
         | ClusterError::MalformedLease { .. } => EngineError::Invalid(e.to_string()),
         ClusterError::NoConfig { cluster, key } => EngineError::NotFound {
@@ -255,8 +352,10 @@ impl Agent {
     /// Runs until `shutdown`, or until this host's configuration proves unusable: then the
     /// lease is revoked (the others drop this host's routes now, not after the TTL) and the
     /// reason returned.
-    async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) -> Option<String> {
-        tokio::pin!(shutdown);
+    async fn run(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Option<String> {
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = VecDeque::new();
@@ -275,7 +374,7 @@ impl Agent {
                 return Some(reason);
             }
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = shutdown.as_mut() => break,
                 _ = ticks.tick() => {
                     self.feed(Input::Tick(self.started.elapsed()), &mut pending);
                     self.maintain(&mut pending);

@@ -35,9 +35,8 @@ pub enum ClusterCommand {
 
 #[derive(Args, Debug)]
 pub struct EtcdArgs {
-    /// etcd endpoints (comma-separated or repeated).
-    #[arg(long, value_delimiter = ',', env = "WEFT_ETCD_ENDPOINTS")]
-    pub etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    pub conn: crate::agent::EtcdConnArgs,
     /// etcd key prefix.
     #[arg(long, default_value = DEFAULT_PREFIX)]
     pub etcd_prefix: String,
@@ -233,7 +232,7 @@ async fn status(state_dir: &Path, args: StatusArgs) -> Result<(), EngineError> {
     let record = local::load_record(&store, &args.name).map_err(crate::agent::into_engine)?;
     let mut out = json!({ "cluster": args.name, "local": record });
     let mut networks: Vec<IpNet> = record.iter().map(|r| IpNet::V4(r.network)).collect();
-    if !args.etcd.etcd_endpoints.is_empty() {
+    if !args.etcd.conn.etcd_endpoints.is_empty() {
         let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
         let mut etcd = connect(&args.etcd).await?;
         let config = config_of(&mut etcd, &keys, &args.name).await?;
@@ -318,7 +317,7 @@ fn kernel_view(
 }
 
 async fn connect(args: &EtcdArgs) -> Result<Etcd, EngineError> {
-    Etcd::connect(&args.etcd_endpoints)
+    Etcd::connect(&args.conn.access())
         .await
         .map_err(crate::agent::into_engine)
 }

@@ -66,7 +66,13 @@ pub enum ClusterError {
         op: String,
         failure: String,
         fix: String,
+        /// etcd answered and said no (credentials, permissions, limits): waiting for etcd
+        /// to come back would not help.
+        refused: bool,
     },
+    /// The settings for reaching etcd are unusable (TLS files, credentials).
+    #[error("{reason}")]
+    EtcdSettings { reason: String },
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

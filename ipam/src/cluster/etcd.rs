@@ -7,11 +7,13 @@
 //! is an error after a few seconds rather than a hang; retrying is the keeper's job.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchStream,
 };
 use ipnet::Ipv4Net;
 
@@ -37,6 +39,94 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// anyway. Calls are not what this guards: they have [`CALL_TIMEOUT`]; the watch stream is.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How to reach etcd: its endpoints, the TLS files and the credentials. Debug never shows
+/// the password.
+#[derive(Clone, Default)]
+pub struct EtcdAccess {
+    /// `http://host:port` or `https://host:port`.
+    pub endpoints: Vec<String>,
+    /// CA certificate (PEM) that signed etcd's server certificate; turns TLS on.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// etcd user, when etcd has authentication on.
+    pub username: Option<String>,
+    /// Its password.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdAccess")
+            .field("endpoints", &self.endpoints)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl EtcdAccess {
+    /// Plain endpoints, no TLS, no user.
+    pub fn new(endpoints: Vec<String>) -> EtcdAccess {
+        EtcdAccess {
+            endpoints,
+            ..EtcdAccess::default()
+        }
+    }
+
+    /// The TLS settings, `None` without a CA file; the files are read here so that a wrong
+    /// path is reported as such, not as an unreachable etcd.
+    fn tls(&self) -> Result<Option<TlsOptions>, ClusterError> {
+        let bad = |reason: String| ClusterError::EtcdSettings { reason };
+        let https = self.endpoints.iter().filter(|e| e.starts_with("https://"));
+        let http = self.endpoints.iter().find(|e| !e.starts_with("https://"));
+        let Some(ca_file) = &self.ca_file else {
+            if let Some(e) = https.clone().next() {
+                return Err(bad(format!("endpoint {e} uses TLS: pass --etcd-cafile with the CA that signed etcd's certificate")));
+            }
+            if self.cert_file.is_some() || self.key_file.is_some() {
+                return Err(bad("--etcd-certfile and --etcd-keyfile need --etcd-cafile (and https:// endpoints)".into()));
+            }
+            return Ok(None);
+        };
+        if let Some(e) = http {
+            return Err(bad(format!(
+                "--etcd-cafile turns TLS on but endpoint {e} is not https://; give https://HOST:PORT"
+            )));
+        }
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                bad(format!(
+                    "cannot read {flag} {}: {e}; give a readable PEM file",
+                    path.display()
+                ))
+            })
+        };
+        let mut tls = TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read("--etcd-cafile", ca_file)?));
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read("--etcd-certfile", cert)?,
+                    read("--etcd-keyfile", key)?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(bad(
+                    "--etcd-certfile and --etcd-keyfile go together: give both or neither".into(),
+                ))
+            }
+        }
+        Ok(Some(tls))
+    }
+}
+
 /// A connection to an etcd cluster (the client reconnects by itself; calls fail while etcd is
 /// down).
 pub struct Etcd {
@@ -52,8 +142,10 @@ pub struct Watch {
 }
 
 impl Etcd {
-    /// Connects to `endpoints` (`http://host:port`, several for an etcd cluster).
-    pub async fn connect(endpoints: &[String]) -> Result<Etcd, ClusterError> {
+    /// Connects to etcd as `access` says (endpoints `http://host:port`, several for an etcd
+    /// cluster; `https://` with TLS files; a user and password when etcd has auth on).
+    pub async fn connect(access: &EtcdAccess) -> Result<Etcd, ClusterError> {
+        let endpoints = &access.endpoints;
         let joined = endpoints.join(",");
         if endpoints.is_empty() {
             return Err(ClusterError::Etcd {
@@ -61,21 +153,63 @@ impl Etcd {
                 op: "connecting".into(),
                 failure: "no etcd endpoint given".into(),
                 fix: "pass --etcd-endpoints http://HOST:2379".into(),
+                refused: false,
             });
         }
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(CALL_TIMEOUT)
             .with_timeout(CALL_TIMEOUT)
             .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
             // etcd (grpc-go, PermitWithoutStream=false) counts every ping on a connection
             // with no open stream as abuse; without streams there is nothing to keep alive.
             .with_keep_alive_while_idle(false);
+        if let Some(tls) = access.tls()? {
+            options = options.with_tls(tls);
+        }
+        let user = match (&access.username, &access.password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ClusterError::EtcdSettings {
+                    reason: "--etcd-username and --etcd-password go together: give both or neither"
+                        .into(),
+                })
+            }
+        };
+        let authenticating = user.is_some();
+        if let Some((user, password)) = user {
+            // etcd's auth tokens expire (--auth-token-ttl, 5 min by default): a daemon runs
+            // longer, so the client logs in again when etcd says the token is stale.
+            options = options
+                .with_user(user, password)
+                .with_auto_token_refresh(true);
+        }
         let client = within(
             &joined,
             "connecting",
             Client::connect(endpoints, Some(options)),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Connecting with a user is logging in: a refusal is about the credentials.
+            ClusterError::Etcd {
+                endpoints,
+                op,
+                failure,
+                refused: true,
+                ..
+            } if authenticating => ClusterError::Etcd {
+                endpoints,
+                op: format!(
+                    "{op} as user {}",
+                    access.username.as_deref().unwrap_or_default()
+                ),
+                failure,
+                fix: "check --etcd-username and --etcd-password (or WEFT_ETCD_PASSWORD)".into(),
+                refused: true,
+            },
+            other => other,
+        })?;
         Ok(Etcd {
             client,
             endpoints: joined,
@@ -379,6 +513,7 @@ impl Etcd {
             endpoints: ep,
             op: "writing a reservation".into(),
             fix: "run the command again".into(),
+            refused: false,
         })
     }
 
@@ -461,6 +596,7 @@ impl Watch {
                         response.compact_revision()
                     ),
                     fix: "weft reads the cluster again and watches from there".into(),
+                    refused: false,
                 });
             }
             let events: Vec<WatchEvent> = response
@@ -515,6 +651,7 @@ fn unreachable(endpoints: &str, op: &str, cause: String) -> ClusterError {
         op: op.to_string(),
         failure: format!("cannot reach etcd at {endpoints} ({cause})"),
         fix: REACH_FIX.into(),
+        refused: false,
     }
 }
 
@@ -529,6 +666,7 @@ fn explain(endpoints: &str, op: &str, e: &etcd_client::Error) -> ClusterError {
         op: op.to_string(),
         failure: format!("etcd at {endpoints} refused the request ({cause})"),
         fix: fix.to_string(),
+        refused: true,
     };
     match e {
         E::GRpcStatus(status) => {
@@ -542,7 +680,13 @@ fn explain(endpoints: &str, op: &str, e: &etcd_client::Error) -> ClusterError {
                 }
                 Code::Unauthenticated | Code::PermissionDenied => refused(
                     message,
-                    "check the etcd user and password and the key prefix the user's role may use",
+                    "check --etcd-username and --etcd-password (WEFT_ETCD_PASSWORD) and the key prefix the user's role may use",
+                ),
+                // etcd answers a missing user, and a failed login, with InvalidArgument
+                // (rpctypes.ErrGRPCUserEmpty, ErrGRPCAuthFailed).
+                Code::InvalidArgument => refused(
+                    message,
+                    "if etcd has authentication enabled, pass --etcd-username and --etcd-password (or WEFT_ETCD_PASSWORD); otherwise see etcd's log",
                 ),
                 _ => refused(
                     message,
@@ -564,7 +708,8 @@ fn explain(endpoints: &str, op: &str, e: &etcd_client::Error) -> ClusterError {
                 "invalid etcd endpoint {endpoints} ({})",
                 one_line(&e.to_string())
             ),
-            fix: "give --etcd-endpoints as http://HOST:PORT".into(),
+            fix: "give --etcd-endpoints as http://HOST:PORT (https:// with --etcd-cafile)".into(),
+            refused: true,
         },
         E::LeaseKeepAliveError(m) | E::WatchError(m) => unreachable(endpoints, op, one_line(m)),
         other => refused(one_line(&other.to_string()), "see etcd's log"),
