@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use cluster_world::{eventually, ClusterWorld, Ns, CLUSTER};
 use weft_drivers::backend::ROUTE_PROTOCOL;
 use weft_drivers::netlink::{IpFamily, Netlink};
-use weft_ipam::cluster::etcd::Etcd;
+use weft_ipam::cluster::etcd::{Etcd, EtcdAccess};
 use weft_ipam::cluster::{Keys, LeaseValue};
 
 struct Options {
@@ -421,7 +421,9 @@ impl EtcdIn {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let mut etcd = Etcd::connect(&[endpoint]).await.expect("etcd");
+                let mut etcd = Etcd::connect(&EtcdAccess::new(vec![endpoint]))
+                    .await
+                    .expect("etcd");
                 let lease = etcd.grant(600).await.expect("grant");
                 while let Ok((kvs, done)) = rx.recv() {
                     etcd.put_all(kvs, lease).await.expect("write leases");

@@ -15,6 +15,7 @@ mod bgp;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use weft_drivers::netlink::Netlink;
 use weft_drivers::DriverError;
 use weft_engine::{Controller, EngineError, IpamRequest, NetworkRequest, Origin, CLUSTER_LABEL};
 use weft_hostgw::HostGwBackend;
-use weft_ipam::cluster::etcd::{Etcd, Watch};
+use weft_ipam::cluster::etcd::{Etcd, EtcdAccess, Watch};
 use weft_ipam::cluster::keeper::WatchEvent;
 use weft_ipam::cluster::local::{self, LocalRecord};
 use weft_ipam::cluster::{
@@ -48,12 +49,70 @@ const REPAIR_EVERY: Duration = Duration::from_secs(2);
 /// Most problems kept in the local record.
 const MAX_PROBLEMS: usize = 20;
 
+/// How every command that talks to etcd reaches it (flannel's and Calico's flag names).
+#[derive(Args, Clone)]
+pub struct EtcdConnArgs {
+    /// etcd endpoints (comma-separated or repeated), e.g. http://10.0.0.1:2379 (https:// with
+    /// --etcd-cafile).
+    #[arg(long, value_delimiter = ',', env = "WEFT_ETCD_ENDPOINTS")]
+    pub etcd_endpoints: Vec<String>,
+    /// CA certificate (PEM) that signed etcd's server certificate; turns TLS on.
+    #[arg(long, env = "WEFT_ETCD_CAFILE", value_name = "PATH")]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate (PEM), for an etcd started with --client-cert-auth.
+    #[arg(
+        long,
+        env = "WEFT_ETCD_CERTFILE",
+        value_name = "PATH",
+        requires = "etcd_keyfile"
+    )]
+    pub etcd_certfile: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "WEFT_ETCD_KEYFILE",
+        value_name = "PATH",
+        requires = "etcd_certfile"
+    )]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// etcd user, when etcd has authentication enabled.
+    #[arg(long, env = "WEFT_ETCD_USERNAME", requires = "etcd_password")]
+    pub etcd_username: Option<String>,
+    /// Its password; prefer WEFT_ETCD_PASSWORD (a command line is visible to every user of
+    /// the host). Never logged.
+    #[arg(
+        long,
+        env = "WEFT_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_username"
+    )]
+    pub etcd_password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdConnArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.access().fmt(f)
+    }
+}
+
+impl EtcdConnArgs {
+    pub fn access(&self) -> EtcdAccess {
+        EtcdAccess {
+            endpoints: self.etcd_endpoints.clone(),
+            ca_file: self.etcd_cafile.clone(),
+            cert_file: self.etcd_certfile.clone(),
+            key_file: self.etcd_keyfile.clone(),
+            username: self.etcd_username.clone(),
+            password: self.etcd_password.clone(),
+        }
+    }
+}
+
 /// `weft daemon` flags for joining a cluster network.
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// etcd endpoints (comma-separated or repeated), e.g. http://10.0.0.1:2379.
-    #[arg(long, value_delimiter = ',', env = "WEFT_ETCD_ENDPOINTS")]
-    pub etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    pub etcd: EtcdConnArgs,
     /// Cluster network to join (its config must exist: `weft cluster init`).
     #[arg(long, requires = "etcd_endpoints")]
     pub cluster: Option<String>,
@@ -112,6 +171,9 @@ struct Agent {
     /// The backend missed peer events (not initialized then): sync everything when it is.
     needs_sync: bool,
     problems: Vec<String>,
+    /// Set when this host's configuration cannot work: the agent stops, releases its lease
+    /// and the daemon exits (see `is_fatal`).
+    fatal: Option<String>,
     started: Instant,
     last_repair: Instant,
 }
@@ -140,6 +202,12 @@ pub fn prepare(
             reason: format!("cluster name {name:?} may only hold A-Z a-z 0-9 . _ : @ -"),
         });
     }
+    args.bgp
+        .check()
+        .map_err(|reason| ClusterError::HostConfig {
+            cluster: name.clone(),
+            reason,
+        })?;
     let underlay = find_underlay(args.public_ip, args.iface.as_deref())?;
     let node_id = local::node_id(controller.store())?;
     let previous = local::load_record(controller.store(), &name)?.map(|r| r.subnet);
@@ -187,26 +255,69 @@ pub async fn run(
         identity,
     } = prepared;
     control.set_cluster(&name);
+    tokio::pin!(shutdown);
     let mut agent = Agent {
         identity,
         bgp_args: args.bgp.clone(),
         control,
         keys: keeper.keys().clone(),
         keeper,
-        etcd: Etcd::connect(&args.etcd_endpoints).await?,
+        etcd: match connect(&args.etcd.access(), &name, &mut shutdown).await? {
+            Some(etcd) => etcd,
+            None => return Ok(()),
+        },
         watch: None,
         underlay,
         backend: None,
         joined: None,
         needs_sync: false,
         problems: Vec::new(),
+        fatal: None,
         started: Instant::now(),
         last_repair: Instant::now(),
         controller,
         name,
     };
-    agent.run(shutdown).await;
-    Ok(())
+    match agent.run(&mut shutdown).await {
+        None => Ok(()),
+        Some(reason) => Err(ClusterError::HostConfig {
+            cluster: agent.name.clone(),
+            reason,
+        }),
+    }
+}
+
+/// Connects to etcd, retrying while it cannot be reached (the client logs in at once when
+/// it has a user, so an etcd down at start fails here); `None` when `shutdown` came first.
+/// Settings that cannot work (unreadable TLS files, credentials etcd refuses) are fatal.
+async fn connect(
+    access: &EtcdAccess,
+    cluster: &str,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Option<Etcd>, ClusterError> {
+    const RETRY: Duration = Duration::from_secs(2);
+    loop {
+        match Etcd::connect(access).await {
+            Ok(etcd) => return Ok(Some(etcd)),
+            Err(e @ ClusterError::Etcd { refused: false, .. }) if !access.endpoints.is_empty() => {
+                warn!(
+                    cluster,
+                    "etcd unavailable: {e}; retrying in {:.1} s",
+                    RETRY.as_secs_f64()
+                );
+            }
+            Err(e) => {
+                return Err(ClusterError::HostConfig {
+                    cluster: cluster.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+        tokio::select! {
+            _ = shutdown.as_mut() => return Ok(None),
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
 }
 
 /// How the daemon reports an agent that cannot start.
@@ -215,6 +326,8 @@ pub async fn run(
 pub fn into_engine(e: ClusterError) -> EngineError {
     match e {
         ClusterError::InvalidConfig { .. }
+        | ClusterError::HostConfig { .. }
+        | ClusterError::EtcdSettings { .. }
         | ClusterError::InvalidReservation { .. }
         | ClusterError::MalformedLease { .. } => EngineError::Invalid(e.to_string()),
         ClusterError::NoConfig { cluster, key } => EngineError::NotFound {
@@ -224,7 +337,10 @@ pub fn into_engine(e: ClusterError) -> EngineError {
             ),
             name: cluster,
         },
-        ClusterError::DuplicatePublicIp { .. } | ClusterError::Exhausted { .. } => {
+        ClusterError::DuplicatePublicIp { .. }
+        | ClusterError::Exhausted { .. }
+        | ClusterError::SubnetLeased { .. }
+        | ClusterError::AlreadyReserved { .. } => {
             EngineError::InUse(e.to_string())
         }
         ClusterError::Store(e) => EngineError::Store(e),
@@ -233,20 +349,32 @@ pub fn into_engine(e: ClusterError) -> EngineError {
 }
 
 impl Agent {
-    async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
+    /// Runs until `shutdown`, or until this host's configuration proves unusable: then the
+    /// lease is revoked (the others drop this host's routes now, not after the TTL) and the
+    /// reason returned.
+    async fn run(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Option<String> {
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = VecDeque::new();
         loop {
             while let Some(request) = pending.pop_front() {
+                if self.fatal.is_some() {
+                    break;
+                }
                 let input = self.execute(request).await;
                 if let Some(input) = input {
                     self.feed(input, &mut pending);
                 }
             }
+            if let Some(reason) = self.fatal.clone() {
+                self.release().await;
+                return Some(reason);
+            }
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = shutdown.as_mut() => break,
                 _ = ticks.tick() => {
                     self.feed(Input::Tick(self.started.elapsed()), &mut pending);
                     self.maintain(&mut pending);
@@ -265,6 +393,24 @@ impl Agent {
             }
         }
         info!(cluster = %self.name, "agent stopped; the lease expires after its TTL unless the daemon returns");
+        None
+    }
+
+    /// Revokes this host's lease before the daemon exits on a fatal error. etcd being down
+    /// then is not retried: the lease expires after its TTL anyway.
+    async fn release(&mut self) {
+        let Some(id) = self.keeper.lease_id() else {
+            return;
+        };
+        match self.etcd.revoke(id).await {
+            Ok(()) => {
+                info!(cluster = %self.name, subnet = ?self.keeper.subnet(), "lease released");
+                self.save_record(false);
+            }
+            Err(e) => {
+                warn!(cluster = %self.name, "cannot release the lease (it expires after its TTL): {e}")
+            }
+        }
     }
 
     /// Runs one keeper request against etcd.
@@ -305,7 +451,8 @@ impl Agent {
                 error,
                 retry_in,
             } => {
-                warn!(cluster = %self.name, "etcd unavailable: cannot {op}: {error}; retrying in {:.1} s", retry_in.as_secs_f64());
+                // `error` names etcd, the call and the fix; `op` is the keeper's step.
+                warn!(cluster = %self.name, step = op, "etcd unavailable: {error}; retrying in {:.1} s", retry_in.as_secs_f64());
                 None
             }
             Event::Waiting { reason, retry_in } => {
@@ -381,8 +528,13 @@ impl Agent {
                     b
                 }
                 Err(e) => {
-                    error!(cluster = %self.name, "backend {} cannot be set up: {e}", joined.config.backend.kind);
-                    self.problem(format!("backend: {e}"));
+                    // Settings that cannot be expressed at all: fatal.
+                    let reason = format!(
+                        "backend {} cannot be set up: {e}",
+                        joined.config.backend.kind
+                    );
+                    self.problem(reason.clone());
+                    self.fatal = Some(reason);
                     return None;
                 }
             },
@@ -390,8 +542,14 @@ impl Agent {
         let node = self.local_node(&joined);
         let init = match backend.init(&node) {
             Ok(init) => init,
+            Err(e) if is_fatal(&e) => {
+                let reason = format!("backend {} cannot start: {e}", backend.name());
+                self.problem(reason.clone());
+                self.fatal = Some(reason);
+                return None;
+            }
             Err(e) => {
-                error!(cluster = %self.name, "backend {} cannot start: {e}", backend.name());
+                error!(cluster = %self.name, "backend {} cannot start: {e}; retrying", backend.name());
                 self.problem(format!("backend: {e}"));
                 return None;
             }
@@ -594,6 +752,18 @@ impl Agent {
             error!(cluster = %self.name, "cannot write the local cluster record: {e}");
         }
     }
+}
+
+/// Whether a backend's refusal is about this host's configuration (bad flags or cluster
+/// settings, a port taken, a kind of device the kernel lacks), which no retry mends, rather
+/// than a passing kernel failure (netlink, nft), which the next repair round retries.
+fn is_fatal(e: &DriverError) -> bool {
+    matches!(
+        e,
+        DriverError::Invalid(_)
+            | DriverError::InvalidOption { .. }
+            | DriverError::Unsupported { .. }
+    )
 }
 
 /// A vxlan or bgp peer that has claimed its subnet but not yet published its backend data

@@ -93,10 +93,22 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
                 Err(e) => error!(error = %e, "creating the default network panicked"),
             }
         }
-        let shutdown = shutdown_signal()?;
+        let signal = shutdown_signal()?;
+        // The agent fails only on a fatal error (bad configuration); the daemon then stops
+        // as on a signal and exits with it.
+        let (agent_failed, failed) = tokio::sync::oneshot::channel::<()>();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let shutdown = async move {
-            shutdown.await;
+            let failed = async {
+                if failed.await.is_err() {
+                    // No agent, or it ended without error: only a signal stops the daemon.
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = signal => {}
+                _ = failed => info!("shutting down: the cluster agent cannot run"),
+            }
             let _ = stop.send(true);
         };
         let stopped_too = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -114,26 +126,31 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
             }
         };
         let agent = agent.map(|prepared| {
-            tokio::spawn(crate::agent::run(
-                prepared,
-                state.clone(),
-                stopped_too(stopped.clone()),
-            ))
+            let run = crate::agent::run(prepared, state.clone(), stopped_too(stopped.clone()));
+            tokio::spawn(async move {
+                let result = run.await;
+                if result.is_err() {
+                    let _ = agent_failed.send(());
+                }
+                result
+            })
         });
         let served = docker::serve(Arc::new(api), &args.socket, shutdown)
             .await
             .map_err(into_engine);
+        let mut result = served;
         if let Some(agent) = agent {
             match agent.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => error!(error = %e, "cluster agent failed"),
+                // Reported by main as the daemon's error (exit 2 for bad configuration).
+                Ok(Err(e)) => result = result.and(Err(crate::agent::into_engine(e))),
                 Err(e) => error!(error = %e, "cluster agent panicked"),
             }
         }
         if let Some(control) = control {
             let _ = control.await;
         }
-        served
+        result
     })
 }
 

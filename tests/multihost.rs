@@ -385,7 +385,7 @@ fn cluster_cli_refuses_bad_input_and_says_when_etcd_is_down() {
     assert_eq!(out.status.code(), Some(1), "etcd is not running");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        err.contains(&endpoint) && err.contains("check that etcd is running"),
+        err.contains(&endpoint) && err.contains("is etcd running"),
         "{err}"
     );
     w.start_etcd();

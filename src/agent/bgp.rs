@@ -29,7 +29,8 @@ pub struct BgpHostArgs {
     pub bgp_accept: Vec<IpNet>,
     /// bgp backend: the TCP port to listen on and to connect to the other hosts on; every
     /// host of the cluster must use the same.
-    #[arg(long, default_value_t = weft_bgp::speaker::BGP_PORT)]
+    #[arg(long, default_value_t = weft_bgp::speaker::BGP_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
     pub bgp_port: u16,
     /// bgp backend: the BGP identifier (default: the public IPv4 address; required with an
     /// IPv6 underlay).
@@ -48,6 +49,23 @@ impl Default for BgpHostArgs {
             bgp_port: weft_bgp::speaker::BGP_PORT,
             bgp_router_id: None,
         }
+    }
+}
+
+impl BgpHostArgs {
+    /// What is wrong with the flags whatever the cluster's backend: checked before the daemon
+    /// joins, so a bad command line never takes a lease.
+    pub fn check(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.bgp_peers {
+            if !seen.insert(p.address) {
+                return Err(format!(
+                    "--bgp-peer {} is given twice; list each external peer once",
+                    p.address
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

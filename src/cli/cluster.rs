@@ -34,9 +34,8 @@ pub enum ClusterCommand {
 
 #[derive(Args, Debug)]
 pub struct EtcdArgs {
-    /// etcd endpoints (comma-separated or repeated).
-    #[arg(long, value_delimiter = ',', env = "WEFT_ETCD_ENDPOINTS")]
-    pub etcd_endpoints: Vec<String>,
+    #[command(flatten)]
+    pub conn: crate::agent::EtcdConnArgs,
     /// etcd key prefix.
     #[arg(long, default_value = DEFAULT_PREFIX)]
     pub etcd_prefix: String,
@@ -131,6 +130,10 @@ pub struct ReserveArgs {
     /// The host it is kept for.
     #[arg(long)]
     pub public_ip: IpAddr,
+    /// Replace a reservation of the subnet for another host (a live lease of another host is
+    /// never overridden).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub etcd: EtcdArgs,
 }
@@ -201,7 +204,7 @@ async fn reserve(args: ReserveArgs) -> Result<(), EngineError> {
     let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
     let mut etcd = connect(&args.etcd).await?;
     let config = config_of(&mut etcd, &keys, &args.name).await?;
-    etcd.reserve(&keys, &config, args.subnet, args.public_ip)
+    etcd.reserve(&keys, &config, args.subnet, args.public_ip, args.force)
         .await
         .map_err(crate::agent::into_engine)?;
     println!("{}", keys.reservation(args.subnet));
@@ -230,7 +233,7 @@ async fn status(state_dir: &Path, args: StatusArgs) -> Result<(), EngineError> {
     let record = local::load_record(&store, &args.name).map_err(crate::agent::into_engine)?;
     let mut out = json!({ "cluster": args.name, "local": record });
     let mut networks: Vec<IpNet> = record.iter().map(|r| IpNet::V4(r.network)).collect();
-    if !args.etcd.etcd_endpoints.is_empty() {
+    if !args.etcd.conn.etcd_endpoints.is_empty() {
         let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
         let mut etcd = connect(&args.etcd).await?;
         let config = config_of(&mut etcd, &keys, &args.name).await?;
@@ -315,7 +318,7 @@ fn kernel_view(
 }
 
 async fn connect(args: &EtcdArgs) -> Result<Etcd, EngineError> {
-    Etcd::connect(&args.etcd_endpoints)
+    Etcd::connect(&args.conn.access())
         .await
         .map_err(crate::agent::into_engine)
 }

@@ -70,6 +70,12 @@ impl Host {
         matches!(self.daemon.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// The daemon's exit status once it has exited (`None` while it runs or was never
+    /// started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.daemon.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// The local cluster record the agent writes (`None` until it has joined).
     pub fn record(&self) -> Option<serde_json::Value> {
         let path = self.state.join("clusters").join(CLUSTER);
@@ -130,6 +136,10 @@ pub struct ClusterWorld {
     extra: Vec<Child>,
     /// Extra etcd flags (e.g. `--max-txn-ops`).
     pub etcd_flags: Vec<String>,
+    /// `https` for an etcd started with TLS flags.
+    pub etcd_scheme: &'static str,
+    /// Extra etcdctl flags (e.g. `--cacert`, `--user`).
+    pub etcdctl_flags: Vec<String>,
 }
 
 impl ClusterWorld {
@@ -145,6 +155,8 @@ impl ClusterWorld {
             etcd_port: 0,
             extra: Vec::new(),
             etcd_flags: Vec::new(),
+            etcd_scheme: "http",
+            etcdctl_flags: Vec::new(),
         };
         w.underlay.sh(&format!(
             "ip link add ul type bridge && ip addr add {ETCD_IP}/24 dev ul && ip link set ul up"
@@ -192,7 +204,7 @@ impl ClusterWorld {
 
     /// The etcd endpoint URL.
     pub fn endpoint(&self) -> String {
-        format!("http://{ETCD_IP}:{}", self.etcd_port)
+        format!("{}://{ETCD_IP}:{}", self.etcd_scheme, self.etcd_port)
     }
 
     /// Starts etcd (again, on the same data dir) and waits until it answers.
@@ -250,6 +262,7 @@ impl ClusterWorld {
             .arg(self.endpoint())
             .arg("--dial-timeout=1s")
             .arg("--command-timeout=2s")
+            .args(&self.etcdctl_flags)
             .args(args)
             .output()
             .expect("etcdctl")

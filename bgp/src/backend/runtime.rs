@@ -37,7 +37,16 @@ impl SpeakerHost {
             .map_err(|e| Error::Config {
                 what: format!("cannot start the BGP runtime: {e}"),
             })?;
-        let mut speaker = run(&runtime, Speaker::start(cfg))??;
+        let mut speaker = match run(&runtime, Speaker::start(cfg)) {
+            Ok(Ok(speaker)) => speaker,
+            Ok(Err(e)) | Err(e) => {
+                // Dropping a runtime blocks until its threads end, which panics inside the
+                // caller's runtime ("Cannot drop a runtime in a context where blocking is not
+                // allowed") and would hide `e` (e.g. the BGP port in use).
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         if let Some(rx) = speaker.take_route_changes() {
             runtime.spawn(routes.forward(rx));
         }

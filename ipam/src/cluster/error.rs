@@ -35,16 +35,44 @@ pub enum ClusterError {
         subnet: Ipv4Net,
         other_node: String,
     },
+    /// This host cannot take part as configured (a daemon flag, a setting the kernel lacks
+    /// support for, a port taken): retrying would change nothing, so the daemon stops.
+    #[error("cluster {cluster}: {reason}")]
+    HostConfig { cluster: String, reason: String },
+    /// A reservation names a subnet another host holds a live lease on: reserving it would
+    /// make that host take a new subnet on its next restart and strand its containers.
+    #[error("subnet {subnet} is leased by another live host ({holder}, public address {holder_ip}); reserving it for {public_ip} would make that host move to another subnet on its next restart and cut off its containers; reserve a free subnet (see `weft cluster status`), or stop that host and reserve after its lease has expired")]
+    SubnetLeased {
+        subnet: Ipv4Net,
+        public_ip: IpAddr,
+        holder: String,
+        holder_ip: IpAddr,
+    },
+    /// The subnet is already reserved for another host.
+    #[error("subnet {subnet} is already reserved for {reserved_for}; pass --force to give it to {public_ip} instead, or `weft cluster unreserve` it first")]
+    AlreadyReserved {
+        subnet: Ipv4Net,
+        public_ip: IpAddr,
+        reserved_for: IpAddr,
+    },
     /// A reservation names a subnet outside the cluster network or of the wrong length.
     #[error("invalid reservation {subnet}: {reason}")]
     InvalidReservation { subnet: String, reason: String },
-    /// etcd could not be reached or refused a request.
-    #[error("etcd at {endpoints}: {op} failed: {message}; check that etcd is running and reachable (weft keeps retrying)")]
+    /// etcd could not be reached or refused a request. One line: `failure` names etcd's
+    /// endpoints and the cause, `op` what weft was doing, `fix` what the user can do.
+    #[error("{failure} while {op}: {fix}")]
     Etcd {
         endpoints: String,
         op: String,
-        message: String,
+        failure: String,
+        fix: String,
+        /// etcd answered and said no (credentials, permissions, limits): waiting for etcd
+        /// to come back would not help.
+        refused: bool,
     },
+    /// The settings for reaching etcd are unusable (TLS files, credentials).
+    #[error("{reason}")]
+    EtcdSettings { reason: String },
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
