@@ -371,10 +371,11 @@ impl Campaign {
             format!("CNI {command} crash-{c}"),
             &mut |s, k| {
                 // A runtime whose ADD failed calls DEL before it tries again.
-                if !std::mem::take(&mut first) && command == "ADD" {
-                    if s.run(&[], &del_env, &conf, Kill::Never) != Some(0) {
-                        return Some(-2);
-                    }
+                if !std::mem::take(&mut first)
+                    && command == "ADD"
+                    && s.run(&[], &del_env, &conf, Kill::Never) != Some(0)
+                {
+                    return Some(-2);
                 }
                 s.run(&[], &env, &conf, k)
             },
