@@ -421,3 +421,77 @@ fn connect_refuses_unusable_addresses_macs_and_the_host_namespace() {
         &["host's own network namespace"],
     );
 }
+
+/// Unmounts (lazily) what a test mounted, also when it fails; dropped before the world.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A disconnect on a full disk releases the address and the ports (removing needs no space)
+/// instead of exiting 0 with them still reserved.
+#[test]
+fn disconnect_on_a_full_disk_releases_everything() {
+    if !root_or_skip("full disk") {
+        return;
+    }
+    let mut w = World::new();
+    std::fs::create_dir_all(&w.state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs"])
+        .arg(&w.state)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "cannot mount a tmpfs for the state");
+    let _unmount = Mounted(w.state.clone());
+    let c1 = w.ns("c1");
+    w.weft_ok(&["network", "create", "n1", "--subnet", "10.64.0.0/24"]);
+    let ep = w.connect("n1", &c1, &["-p", "8080:80"]);
+    let addr = ep["addresses"][0]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // Fill the disk (a dot-file: the store skips those).
+    let filler = w.state.join(".filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(
+        std::fs::write(w.state.join(".probe"), vec![0u8; 64 * 1024]).is_err(),
+        "the disk is not full"
+    );
+    let out = w.weft(&[
+        "network",
+        "disconnect",
+        "n1",
+        "--netns",
+        &c1.path.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "disconnect on a full disk: {stderr}");
+    let addrs: Vec<String> = std::fs::read_dir(w.state.join("ipam/addrs/10.64.0.0_24"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!addrs.contains(&addr), "{addr} still reserved: {addrs:?}");
+    assert!(
+        !w.state.join("ports/tcp/8080").exists(),
+        "host port 8080 still reserved"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    w.weft_ok(&["network", "rm", "n1"]);
+}

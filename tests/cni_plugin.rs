@@ -693,3 +693,37 @@ fn misplaced_keys_are_refused_and_unknown_keys_are_logged() {
     );
     assert_eq!(rt.weft(&Call::new("DEL", "ctr-unk", Some(&ns)), &c).code, 0);
 }
+
+#[test]
+fn add_into_the_hosts_own_namespace_or_with_a_huge_container_id_is_refused() {
+    if !root_or_skip("cni hostile input") {
+        return;
+    }
+    let mut w = World::new();
+    let rt = Runtime::new(&w);
+    let ok = w.ns("c1");
+    let c = conf("1.0.0", "hostile", &w.state, ranges("10.77.0.0/24"));
+    rt.weft(&Call::new("ADD", "c1", Some(&ok)), &c).ok();
+    let before = w.snapshot();
+    // The runtime's own namespace (the plugin runs in the host's): a default route via the
+    // container's gateway would land on the host.
+    let mut call = Call::new("ADD", "hostns", None);
+    call.netns = Some("/proc/self/ns/net".into());
+    let e = rt.weft(&call, &c).err(7);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("host's own network namespace"),
+        "{e}"
+    );
+    let huge = "a".repeat(100_000);
+    let e = rt.weft(&Call::new("ADD", &huge, Some(&ok)), &c).err(4);
+    assert!(e["msg"].as_str().unwrap().len() < 500, "{e}");
+    assert_eq!(
+        w.snapshot(),
+        before,
+        "{}",
+        support::line_diff(&before, &w.snapshot())
+    );
+}

@@ -370,7 +370,7 @@ impl Controller {
     pub fn delete_endpoint(&self, network: &str, endpoint_id: &str) -> Result<(), EngineError> {
         let _lock = self.change()?;
         let (net, ep) = self.endpoint(network, endpoint_id)?;
-        let intent = self.record_intent(Intent::Disconnect {
+        let intent = self.record_removal_intent(Intent::Disconnect {
             network_id: net.network.id.clone(),
             endpoint_id: endpoint_id.to_string(),
         })?;
@@ -381,7 +381,9 @@ impl Controller {
         });
         // Finished, or failed with the record still there (kernel first, claims after): either
         // way nothing is half-done that the intent must remember.
-        self.forget_intent(&intent)?;
+        if let Some(intent) = intent {
+            self.forget_intent(&intent)?;
+        }
         result
     }
 

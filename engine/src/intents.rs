@@ -190,6 +190,26 @@ impl Controller {
         Ok(record.intent)
     }
 
+    /// [`Controller::record_intent`] for a removal, which must still work on a full disk
+    /// (removing frees space and needs none): without room for the intent it goes ahead
+    /// unrecorded, as removals did before the log — a crash in it is then repaired by
+    /// reconciliation rather than settled.
+    pub(crate) fn record_removal_intent(
+        &self,
+        intent: Intent,
+    ) -> Result<Option<Intent>, EngineError> {
+        match self.record_intent(intent) {
+            Ok(intent) => Ok(Some(intent)),
+            Err(EngineError::Store(weft_ipam::StoreError::Io { path, source }))
+                if source.raw_os_error() == Some(libc::ENOSPC) =>
+            {
+                tracing::warn!(%path, "no space left for the intent of a removal; removing without it");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The operation committed (or was undone): its intent is done.
     pub(crate) fn forget_intent(&self, intent: &Intent) -> Result<(), EngineError> {
         self.store.forget(&intent.key())?;

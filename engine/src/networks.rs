@@ -310,12 +310,14 @@ impl Controller {
                 eps.iter().take(3).map(|e| &e.endpoint.id[..12]).collect::<Vec<_>>().join(", ")
             )));
         }
-        let intent = self.record_intent(Intent::RemoveNetwork {
+        let intent = self.record_removal_intent(Intent::RemoveNetwork {
             id: rec.network.id.clone(),
         })?;
         // A failure leaves the record (the removal can be retried) and so needs no intent.
         let result = self.remove_network(&rec);
-        self.forget_intent(&intent)?;
+        if let Some(intent) = intent {
+            self.forget_intent(&intent)?;
+        }
         result
     }
 

@@ -141,8 +141,20 @@ impl Env {
     }
 }
 
+/// Longest container id weft accepts.
+pub const MAX_CONTAINER_ID_LEN: usize = 256;
+
 /// The spec's rule: an alphanumeric first character, then alphanumerics, `_`, `.` or `-`.
 pub fn check_container_id(id: &str) -> Result<(), CniError> {
+    // The spec gives no length; runtimes use 64 hex characters. Longer than this is not an id
+    // but an attack on the store (weft records it with the endpoint).
+    if id.len() > MAX_CONTAINER_ID_LEN {
+        return Err(CniError::Environment(format!(
+            "CNI_CONTAINERID is {} characters long (it starts {:?}); weft takes at most {MAX_CONTAINER_ID_LEN}",
+            id.len(),
+            id.chars().take(32).collect::<String>()
+        )));
+    }
     let mut chars = id.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -229,6 +241,11 @@ mod tests {
             assert!(check_ifname(n).is_err(), "{n:?}");
         }
         check_container_id("f87764c3c173_a.b-c").unwrap();
+        check_container_id(&"a".repeat(MAX_CONTAINER_ID_LEN)).unwrap();
+        let e = check_container_id(&"a".repeat(100_000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("100000 characters") && e.len() < 300, "{e}");
         check_ifname("eth0").unwrap();
     }
 }
