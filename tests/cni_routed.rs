@@ -73,3 +73,95 @@ fn routed_mode_attaches_without_a_bridge_and_checks_and_deletes_cleanly() {
         "{routes}"
     );
 }
+
+/// One container on two networks through CNI (two configurations, two interface names, the
+/// same container id, as a runtime attaching several networks does): routed+routed and
+/// bridge+routed, pings in each direction, CHECK of each, and DEL of one leaving the other
+/// working.
+#[test]
+fn a_container_on_two_networks_through_cni_reaches_both() {
+    if !root_or_skip("cni routed multi") {
+        return;
+    }
+    let mut w = World::new();
+    let rt = Runtime::new(&w);
+    let (m, p1, p2, p3) = (w.ns("m"), w.ns("p1"), w.ns("p2"), w.ns("p3"));
+    let routed = |name: &str, subnet: &str| {
+        conf(
+            "1.1.0",
+            name,
+            &w.state,
+            json!({"mode": "routed", "ipam": {"type": "weft", "ranges": [[{"subnet": subnet}]]}}),
+        )
+    };
+    let (c1, c2) = (routed("rn1", "10.75.0.0/24"), routed("rn2", "10.76.0.0/24"));
+    let c3 = conf(
+        "1.1.0",
+        "bn3",
+        &w.state,
+        json!({"bridge": "weftcni3", "ipam": {"type": "weft", "ranges": [[{"subnet": "10.77.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}}),
+    );
+    let m1 = rt.weft(&Call::new("ADD", "m", Some(&m)), &c1).ok();
+    // Before the fix: EEXIST on 169.254.1.1/32, CNI error 999... (exit 1).
+    let m2 = rt
+        .weft(&Call::new("ADD", "m", Some(&m)).ifname("eth1"), &c2)
+        .ok();
+    let m3 = rt
+        .weft(&Call::new("ADD", "m", Some(&m)).ifname("eth2"), &c3)
+        .ok();
+    let q1 = rt.weft(&Call::new("ADD", "p1", Some(&p1)), &c1).ok();
+    let q2 = rt.weft(&Call::new("ADD", "p2", Some(&p2)), &c2).ok();
+    let q3 = rt.weft(&Call::new("ADD", "p3", Some(&p3)), &c3).ok();
+    let (m1a, m2a, m3a) = (v4(&m1), v4(&m2), v4(&m3));
+    let (q1a, q2a, q3a) = (v4(&q1), v4(&q2), v4(&q3));
+    let routes = m.sh("ip route");
+    assert!(
+        routes.contains("default via 169.254.1.1 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("10.76.0.0/24 via 169.254.1.1 dev eth1 onlink"),
+        "{routes}"
+    );
+    for (ns, src, to, what) in [
+        (&m, &m1a, &q1a, "m to p1 on rn1"),
+        (&p1, &q1a, &m1a, "p1 to m on rn1"),
+        (&m, &m2a, &q2a, "m to p2 on rn2"),
+        (&p2, &q2a, &m2a, "p2 to m on rn2"),
+        (&m, &m3a, &q3a, "m to p3 on the bridge"),
+        (&p3, &q3a, &m3a, "p3 to m on the bridge"),
+    ] {
+        assert!(ns.ping_from(src, to), "{what}: {src} -> {to}");
+    }
+    for (ifname, c, r) in [("eth0", &c1, &m1), ("eth1", &c2, &m2), ("eth2", &c3, &m3)] {
+        rt.weft(
+            &Call::new("CHECK", "m", Some(&m)).ifname(ifname),
+            &with_prev(c, r),
+        )
+        .ok();
+    }
+    // DEL of the first network (podman deletes in reverse order; any order must work).
+    rt.weft(&Call::new("DEL", "m", Some(&m)), &with_prev(&c1, &m1))
+        .ok();
+    assert!(m.ping_from(&m2a, &q2a), "m to p2 after DEL of rn1");
+    assert!(p2.ping_from(&q2a, &m2a), "p2 to m after DEL of rn1");
+    assert!(m.ping_from(&m3a, &q3a), "m to p3 after DEL of rn1");
+    rt.weft(
+        &Call::new("DEL", "m", Some(&m)).ifname("eth1"),
+        &with_prev(&c2, &m2),
+    )
+    .ok();
+    rt.weft(
+        &Call::new("DEL", "m", Some(&m)).ifname("eth2"),
+        &with_prev(&c3, &m3),
+    )
+    .ok();
+    for (cid, ns, c, r) in [
+        ("p1", &p1, &c1, &q1),
+        ("p2", &p2, &c2, &q2),
+        ("p3", &p3, &c3, &q3),
+    ] {
+        rt.weft(&Call::new("DEL", cid, Some(ns)), &with_prev(c, r))
+            .ok();
+    }
+}

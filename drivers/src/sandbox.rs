@@ -22,6 +22,10 @@ pub enum SandboxRoute {
     OnLink(IpNet),
     /// `ip route add DST via GW dev IF`.
     Via(IpNet, IpAddr),
+    /// `ip route add DST via GW dev IF onlink`: the gateway needs no route of its own, so a
+    /// second interface can use the same link-local gateway as the first (the routed driver's
+    /// 169.254.1.1) without a second, colliding `169.254.1.1/32` route.
+    ViaOnLink(IpNet, IpAddr),
 }
 
 /// What goes inside the sandbox once the interface exists.
@@ -135,6 +139,13 @@ pub fn configure(ns: &Netns, ifname: &str, config: &SandboxConfig) -> Result<(),
                 let mut route = Route::new(dst);
                 route.gateway = Some(gw);
                 route.oif = Some(link.index);
+                route
+            }
+            SandboxRoute::ViaOnLink(dst, gw) => {
+                let mut route = Route::new(dst);
+                route.gateway = Some(gw);
+                route.oif = Some(link.index);
+                route.onlink = true;
                 route
             }
             SandboxRoute::OnLink(dst) => {

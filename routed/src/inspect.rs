@@ -5,6 +5,8 @@ use weft_drivers::firewall::{endpoint_targets, Firewall, NftRunner, PortTarget};
 use weft_drivers::netlink::{Netlink, RouteKind, WEFT_PROTOCOL};
 use weft_drivers::{names, sysctl, DriverError, Endpoint, Network};
 
+use crate::endpoint;
+
 pub fn network<R: NftRunner>(
     fw: &Firewall<R>,
     net: &Network,
@@ -37,13 +39,32 @@ pub fn network<R: NftRunner>(
             .map(|r| r.destination.to_string())
             .collect();
         let proxy_arp = sysctl::read(&sysctl::iface_key("ipv4", &host, "proxy_arp")).ok();
+        // Every setting the endpoint depends on that differs (only meaningful while the veth
+        // exists: its /proc/sys directory goes with it).
+        let wrong_sysctls: Vec<String> = if link.is_some() {
+            endpoint::host_sysctls(&host, ep.v6().is_some())
+                .into_iter()
+                .filter_map(|(key, want)| {
+                    let have = sysctl::read(&key).ok();
+                    (have.as_deref().map(str::trim) != Some(want)).then(|| {
+                        format!(
+                            "{key} is {} (needs {want})",
+                            have.as_deref().map(str::trim).unwrap_or("unreadable")
+                        )
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         eps.push(json!({
             "id": ep.id,
             "host_ifname": host,
             "present": link.is_some(),
             "host_routes": host_routes,
-            "expected_host_routes": ep.addresses.iter().map(|a| format!("{}/{}", a.addr(), if a.addr().is_ipv4() { 32 } else { 128 })).collect::<Vec<_>>(),
+            "expected_host_routes": endpoint::expected_host_routes(ep).iter().map(ToString::to_string).collect::<Vec<_>>(),
             "proxy_arp": proxy_arp.as_deref() == Some("1"),
+            "wrong_sysctls": wrong_sysctls,
         }));
     }
     let mut expected: Vec<PortTarget> = Vec::new();
@@ -69,8 +90,28 @@ pub fn network<R: NftRunner>(
                 "interface {} of endpoint {id} is missing",
                 e["host_ifname"].as_str().unwrap_or("")
             ));
-        } else if e["host_routes"] != e["expected_host_routes"] {
-            problems.push(format!("host routes of endpoint {id} differ"));
+            continue;
+        }
+        let have: Vec<&str> = e["host_routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        for want in e["expected_host_routes"].as_array().into_iter().flatten() {
+            let want = want.as_str().unwrap_or("");
+            if !have.contains(&want) {
+                problems.push(format!(
+                    "host route {want} dev {} of endpoint {id} is missing (weft status --repair or a daemon start puts it back)",
+                    e["host_ifname"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        for wrong in e["wrong_sysctls"].as_array().into_iter().flatten() {
+            problems.push(format!(
+                "endpoint {id}: {} (weft status --repair or a daemon start sets it back)",
+                wrong.as_str().unwrap_or("")
+            ));
         }
     }
     if published != expected {

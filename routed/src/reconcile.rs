@@ -5,9 +5,9 @@ use weft_drivers::netlink::Netlink;
 use weft_drivers::reconcile::{remove_orphan_links, remove_unknown_endpoint_links};
 use weft_drivers::{DriverError, Endpoint, Network};
 
-use crate::network;
+use crate::{endpoint, network};
 
-/// Re-creates blackhole routes and rules, removes veths of endpoints that no longer exist, and
+/// Re-creates blackhole routes and rules, puts back endpoints' host routes and sysctls, removes veths of endpoints that no longer exist, and
 /// brings published ports in line.
 pub fn network<R: NftRunner>(
     fw: &Firewall<R>,
@@ -19,6 +19,13 @@ pub fn network<R: NftRunner>(
     let cleanup = remove_unknown_endpoint_links(&mut nl, net, endpoints)?;
     let mut done = cleanup.done;
     let mut errors = cleanup.errors;
+    // Each endpoint's host side: the /32 (/128) routes and the sysctls it depends on.
+    for ep in endpoints {
+        match endpoint::repair_host_side(&mut nl, ep) {
+            Ok(lines) => done.extend(lines),
+            Err(e) => errors.push(e),
+        }
+    }
     let mut expected = Vec::new();
     for ep in endpoints {
         expected.extend(endpoint_targets(ep, None)?);

@@ -207,8 +207,7 @@ impl DockerApi {
                 },
                 gateway: info.gateway_v4.map(|g| g.to_string()).unwrap_or_default(),
                 gateway_ipv6: info.gateway_v6.map(|g| g.to_string()).unwrap_or_default(),
-                static_routes: info
-                    .static_routes
+                static_routes: routes_the_sandbox_lacks(&req.sandbox_key, &info.static_routes)
                     .iter()
                     .map(|r| StaticRoute {
                         destination: r.destination.to_string(),
@@ -369,4 +368,35 @@ fn subnet_info(data: &IpamData) -> Result<SubnetInfo, String> {
         ip_range: None,
         pool_id: String::new(),
     })
+}
+
+/// The static routes of a Join answer that the sandbox does not have yet. Docker adds each one
+/// itself with a plain netlink add, which fails with EEXIST when an earlier endpoint of the
+/// same container already installed an identical prefix: the routed driver's on-link
+/// `169.254.1.1/32` is the same on every routed network, so `docker network connect` of a
+/// second routed network failed. An existing route to that prefix already takes the
+/// container there (the host answers for the gateway on every routed veth), so it is left out
+/// of the answer. Only the driver's contract cannot do this: a delegated join does not tell
+/// the driver which sandbox it is for. If the sandbox cannot be read, the answer is unchanged.
+fn routes_the_sandbox_lacks(
+    sandbox_key: &str,
+    routes: &[weft_drivers::driver::StaticRoute],
+) -> Vec<weft_drivers::driver::StaticRoute> {
+    if routes.is_empty() {
+        return Vec::new();
+    }
+    let existing = weft_drivers::netns::Netns::open(std::path::Path::new(sandbox_key))
+        .and_then(|ns| weft_drivers::netlink::Netlink::open_in(&ns))
+        .and_then(|mut nl| nl.routes(None, Some(254)));
+    match existing {
+        Ok(existing) => routes
+            .iter()
+            .filter(|r| !existing.iter().any(|e| e.destination == r.destination))
+            .cloned()
+            .collect(),
+        Err(e) => {
+            warn!(sandbox = %sandbox_key, error = %e, "cannot read the sandbox's routes; answering every static route");
+            routes.to_vec()
+        }
+    }
 }
