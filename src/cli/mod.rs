@@ -3,7 +3,9 @@
 mod bgp;
 mod cluster;
 mod debug;
+mod docker_api;
 mod network;
+mod port;
 mod status;
 
 use std::path::PathBuf;
@@ -35,6 +37,8 @@ pub enum Command {
     /// Manage networks (create, ls, inspect, rm, connect, disconnect).
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// The host ports weft published for a container, as `docker port` prints them.
+    Port(port::PortArgs),
     /// Show every network and what differs between its records and the kernel.
     Status(status::StatusArgs),
     /// Serve Docker's remote NetworkDriver and IpamDriver plugin protocol (and, with
@@ -61,6 +65,7 @@ impl Command {
 pub fn run(cli: Cli) -> Result<(), EngineError> {
     match cli.command {
         Command::Network(cmd) => network::run(&cli.state_dir, cmd),
+        Command::Port(args) => port::run(&cli.state_dir, args),
         Command::Status(args) => status::run(&cli.state_dir, args),
         Command::Daemon(args) => crate::daemon::run(&cli.state_dir, args),
         Command::Cluster(cmd) => cluster::run(&cli.state_dir, cmd),
