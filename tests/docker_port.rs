@@ -2,6 +2,7 @@
 //! must show what it published (fixed, picked, on one address, ranges, udp, `-P`), and each
 //! port it shows must answer. `weft network ls`/`inspect` show Docker's names.
 
+mod cni_support;
 mod support;
 
 use std::collections::BTreeMap;
@@ -303,4 +304,42 @@ fn weft_port_of_a_cli_namespace() {
     );
     w.weft_ok(&["network", "disconnect", "pp", "--netns", &path]);
     w.weft_ok(&["network", "rm", "pp"]);
+}
+
+/// A CNI container: `weft port CONTAINER_ID` shows what its ADD published.
+#[test]
+fn weft_port_of_a_cni_container() {
+    if !support::root_or_skip("weft port of a CNI container") {
+        return;
+    }
+    let mut w = support::World::new();
+    let rt = cni_support::Runtime::new(&w);
+    let c1 = w.ns("c1");
+    let c = cni_support::conf(
+        "1.0.0",
+        "portnet",
+        &w.state,
+        serde_json::json!({"ipam": {"type": "weft", "ranges": [[{"subnet": "10.65.0.0/24"}]]},
+            "capabilities": {"portMappings": true},
+            "runtimeConfig": {"portMappings": [
+                {"hostPort": 8085, "containerPort": 80, "protocol": "tcp"},
+                {"hostPort": 5355, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"}]}}),
+    );
+    rt.weft(&cni_support::Call::new("ADD", "cnictr1", Some(&c1)), &c)
+        .ok();
+    let out = w
+        .host
+        .cmd(env!("CARGO_BIN_EXE_weft"))
+        .arg("--state-dir")
+        .arg(&w.state)
+        .args(["port", "cnictr1"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run weft");
+    assert_eq!(
+        ok(&out, "weft port CNI_CONTAINERID"),
+        "53/udp -> 127.0.0.1:5355\n80/tcp -> 0.0.0.0:8085\n"
+    );
+    rt.weft(&cni_support::Call::new("DEL", "cnictr1", Some(&c1)), &c)
+        .ok();
 }
