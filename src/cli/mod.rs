@@ -24,7 +24,9 @@ mod bgp;
 mod cidr;
 mod cluster;
 mod debug;
+mod docker_api;
 mod network;
+mod port;
 mod status;
 
 use std::path::PathBuf;
@@ -56,6 +58,8 @@ pub enum Command {
     /// Manage networks (create, ls, inspect, rm, connect, disconnect).
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// The host ports weft published for a container, as `docker port` prints them.
+    Port(port::PortArgs),
     /// Show every network and what differs between its records and the kernel.
     Status(status::StatusArgs),
     /// Serve Docker's remote NetworkDriver and IpamDriver plugin protocol (and, with
@@ -82,6 +86,7 @@ impl Command {
 pub fn run(cli: Cli) -> Result<(), EngineError> {
     match cli.command {
         Command::Network(cmd) => network::run(&cli.state_dir, cmd),
+        Command::Port(args) => port::run(&cli.state_dir, args),
         Command::Status(args) => status::run(&cli.state_dir, args),
         Command::Daemon(args) => crate::daemon::run(&cli.state_dir, args),
         Command::Cluster(cmd) => cluster::run(&cli.state_dir, cmd),

@@ -155,7 +155,11 @@ pub fn run(state_dir: &Path, cmd: NetworkCommand) -> Result<(), EngineError> {
         NetworkCommand::Inspect { networks } => {
             let mut out = Vec::new();
             for n in networks {
-                out.push(c.inspect_network(&n)?);
+                let mut v = c.inspect_network(&n)?;
+                if let Err(e) = super::docker_api::annotate_inspect(&mut v) {
+                    eprintln!("weft: note: Docker's names are not shown: {e}");
+                }
+                out.push(v);
             }
             println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         }
@@ -262,12 +266,31 @@ fn create_request(args: CreateArgs) -> Result<NetworkRequest, EngineError> {
 
 fn list(c: &Controller, args: &LsArgs) -> Result<(), EngineError> {
     let nets = c.networks()?;
+    // Docker never tells a driver a network's name (its record is `docker-<id12>`): ask dockerd.
+    let docker_names = if !args.quiet && nets.iter().any(|n| n.origin == Origin::Docker) {
+        super::docker_api::network_names().unwrap_or_else(|e| {
+            eprintln!("weft: note: Docker's networks are shown by id: {e}");
+            BTreeMap::new()
+        })
+    } else {
+        BTreeMap::new()
+    };
+    let name_of = |n: &NetworkRecord| match n.origin {
+        Origin::Docker => docker_names.get(&n.network.id).cloned(),
+        _ => None,
+    };
     if args.quiet {
         for n in &nets {
             println!("{}", &n.network.id[..12]);
         }
     } else if args.json {
-        println!("{}", serde_json::to_string_pretty(&nets).expect("json"));
+        let mut out = serde_json::to_value(&nets).expect("json");
+        for (v, n) in out.as_array_mut().expect("a list").iter_mut().zip(&nets) {
+            if let Some(name) = name_of(n) {
+                v["docker_name"] = name.into();
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
         println!(
             "{:<14}{:<24}{:<10}{:<8}SUBNETS",
@@ -277,7 +300,7 @@ fn list(c: &Controller, args: &LsArgs) -> Result<(), EngineError> {
             println!(
                 "{:<14}{:<24}{:<10}{:<8}{}",
                 &n.network.id[..12],
-                n.network.name,
+                name_of(n).unwrap_or_else(|| n.network.name.clone()),
                 n.network.driver,
                 origin(n),
                 n.network
