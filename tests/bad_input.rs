@@ -495,3 +495,31 @@ fn disconnect_on_a_full_disk_releases_everything() {
     std::fs::remove_file(&filler).unwrap();
     w.weft_ok(&["network", "rm", "n1"]);
 }
+
+/// One truncated record is reported with its path and skipped: listing, status, creating and
+/// the daemon's repair go on for every other object.
+#[test]
+fn a_truncated_record_is_listed_and_skipped_not_fatal() {
+    if !root_or_skip("corrupt record") {
+        return;
+    }
+    let w = World::new();
+    w.weft_ok(&["network", "create", "n1", "--subnet", "10.65.0.0/24"]);
+    let id = w.weft_ok(&["network", "create", "n2", "--subnet", "10.65.1.0/24"]);
+    let record = w.state.join("networks").join(id.trim());
+    std::fs::write(&record, b"{\"id\": \"trunc").unwrap();
+    let ls = w.weft_ok(&["network", "ls"]);
+    assert!(ls.contains("n1"), "{ls}");
+    w.weft_ok(&["network", "create", "n3", "--subnet", "10.65.2.0/24"]);
+    let status = w.weft_ok(&["status"]);
+    assert!(
+        status.contains("CORRUPT RECORDS") && status.contains(&record.display().to_string()),
+        "{status}"
+    );
+    let repaired = w.weft_ok(&["status", "--repair", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&repaired).unwrap();
+    assert_eq!(v["corrupt"].as_array().unwrap().len(), 1, "{v}");
+    // The damaged network's bridge is not taken for an orphan while its record is unreadable.
+    let links = w.host.sh("ip -o link show type bridge | wc -l");
+    assert_eq!(links.trim(), "3", "three bridges stay: {links}");
+}

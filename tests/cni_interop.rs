@@ -260,3 +260,41 @@ fn weft_delegates_addresses_to_host_local() {
     missing["ipam"]["type"] = json!("no-such-ipam");
     rt.weft(&Call::new("ADD", "c3", Some(&c3)), &missing).err(7);
 }
+
+/// weft as an IPAM plugin killed between its claim and its record: the runtime's DEL (and GC)
+/// find the address by its owner instead of leaking it for good.
+#[test]
+fn an_ipam_add_killed_before_its_record_is_released_by_del_and_gc() {
+    if !root_or_skip("weft ipam crash") {
+        return;
+    }
+    let mut w = World::new();
+    let rt = Runtime::new(&w);
+    let ns = w.ns("c1");
+    let c = json!({
+        "cniVersion": "1.1.0", "name": "ipamnet", "type": "bridge", "bridge": "ipambr0",
+        "ipam": {"type": "weft", "stateDir": w.state, "ranges": [[{"subnet": "10.91.0.0/24"}]]}
+    });
+    let records = w.state.join("cni-ipam/ipamnet");
+    for cid in ["a1", "a2"] {
+        let r = rt.weft(&Call::new("ADD", cid, Some(&ns)), &c).ok();
+        assert!(r["ips"][0]["address"].is_string(), "{r}");
+        // What a kill between the claim and the record leaves: the claim alone.
+        for e in std::fs::read_dir(&records).unwrap().flatten() {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let addrs = || -> usize {
+        std::fs::read_dir(w.state.join("ipam/addrs/10.91.0.0_24"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(addrs(), 2);
+    rt.weft(&Call::new("DEL", "a1", Some(&ns)), &c).ok();
+    assert_eq!(addrs(), 1, "DEL released the unrecorded claim of a1");
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    rt.weft(&Call::new("GC", "", None), &gc).ok();
+    assert_eq!(addrs(), 0, "GC released the unrecorded claim of a2");
+    assert!(!w.state.join("ipam/pools/10.91.0.0_24").exists());
+}

@@ -227,11 +227,39 @@ fn del(ctx: &Ctx) -> Result<(), CniError> {
     let c = ctx.controller()?;
     let store = c.store();
     let _lock = store.lock()?;
-    let key = key(&ctx.conf.name, &ctx.env.container_id, &ctx.env.ifname);
+    let (name, cid, ifname) = (&ctx.conf.name, &ctx.env.container_id, &ctx.env.ifname);
+    let key = key(name, cid, ifname);
     match load(store, &key)? {
-        None => Ok(()),
+        // An ADD killed between its claims and its record (the runtime calls DEL after a
+        // failed ADD): its addresses are found by their owner.
+        None => {
+            let owner = address_owner(name, cid, ifname);
+            release_owned(store, name, &|o| o == owner)
+        }
         Some(a) => release_checked(store, &key, &a),
     }
+}
+
+/// Releases the addresses of `network`'s pools whose owner `drop` names; for claims whose
+/// allocation record was never written.
+fn release_owned(
+    store: &dyn Store,
+    network: &str,
+    drop: &dyn Fn(&str) -> bool,
+) -> Result<(), CniError> {
+    let ipam = Ipam::new(store);
+    for pool in ipam.pools()? {
+        if pool.owner != pool_owner(network) {
+            continue;
+        }
+        for (address, owner) in ipam.allocated(&pool.id)? {
+            if drop(&owner) {
+                tracing::info!(%address, %owner, "releasing an address whose ADD never recorded it");
+                ipam.release_address(&pool.id, address)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check(ctx: &Ctx) -> Result<(), CniError> {
@@ -310,6 +338,30 @@ fn gc(ctx: &Ctx) -> Result<(), CniError> {
                 errors.push(e);
             }
         }
+    }
+    // Claims of attachments that never got a record and are not to be kept (an ADD killed
+    // half-way).
+    let recorded: Vec<String> = store
+        .list(&prefix(name))?
+        .into_iter()
+        .filter_map(|(_, bytes)| serde_json::from_slice::<Allocation>(&bytes).ok())
+        .map(|a| address_owner(name, &a.container_id, &a.ifname))
+        .collect();
+    let attachment_prefix = format!("cni-ipam:{name}:");
+    let unrecorded = |owner: &str| {
+        let Some((cid, ifname)) = owner
+            .strip_prefix(&attachment_prefix)
+            .and_then(|rest| rest.rsplit_once(':'))
+        else {
+            return false;
+        };
+        !recorded.iter().any(|r| r == owner)
+            && !valid
+                .iter()
+                .any(|a| a.container_id == cid && a.ifname == ifname)
+    };
+    if let Err(e) = release_owned(store, name, &unrecorded) {
+        errors.push(e);
     }
     let ipam = Ipam::new(store);
     for pool in ipam.pools()? {
