@@ -75,7 +75,7 @@ impl Controller {
             internal: req.internal,
             enable_ipv6: req.enable_ipv6,
             options: req.options.clone(),
-            pool_owner: pool_owner(&req.name, &id),
+            pool_owner: records::network_pool_owner(&req.name, &id),
         })?;
         if !self
             .store
@@ -199,7 +199,7 @@ impl Controller {
         };
         let ipam = Ipam::new(self.store());
         for mut r in wanted {
-            r.owner = pool_owner(&req.name, id);
+            r.owner = records::network_pool_owner(&req.name, id);
             if !gateways && r.gateway.is_some() {
                 return Err(EngineError::Invalid(format!(
                     "network {}: driver {} uses no gateway address; drop --gateway",
@@ -385,11 +385,6 @@ fn name_taken(name: &str) -> EngineError {
         name: name.to_string(),
         hint: "choose another name or remove it first with `weft network rm`".into(),
     }
-}
-
-/// The owner of a network's pools: how an interrupted create finds what it had claimed.
-fn pool_owner(name: &str, id: &str) -> String {
-    format!("network {name} ({})", &id[..12.min(id.len())])
 }
 
 /// Every prefix the host routes or owns, so default pools avoid them.

@@ -57,6 +57,9 @@ impl Controller {
         }
         done.extend(self.release_orphan_addresses()?);
         done.extend(self.release_orphan_ports()?);
+        if corrupt.is_empty() {
+            done.extend(self.release_orphan_pools(&nets)?);
+        }
         if errors.is_empty() {
             Ok(done)
         } else {
@@ -116,6 +119,31 @@ impl Controller {
                         ));
                     }
                 }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Pools weft made for a network (owner `network NAME (ID)`) that no network record lists:
+    /// left when a record was lost. Not while an intent is pending (it may be that create's).
+    fn release_orphan_pools(
+        &self,
+        nets: &[crate::NetworkRecord],
+    ) -> Result<Vec<String>, EngineError> {
+        if !self.intents()?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ipam = Ipam::new(self.store());
+        let mut done = Vec::new();
+        for pool in ipam.pools()? {
+            if records::is_network_pool_owner(&pool.owner)
+                && !nets.iter().any(|n| n.pools.contains(&pool.id))
+            {
+                ipam.release_pool(&pool.id)?;
+                done.push(format!(
+                    "released pool {} of vanished {}",
+                    pool.subnet, pool.owner
+                ));
             }
         }
         Ok(done)

@@ -106,6 +106,16 @@ pub fn endpoint_intent_key(network_id: &str, endpoint_id: &str) -> String {
     format!("{INTENTS}/endpoint:{network_id}:{endpoint_id}")
 }
 
+/// Owner of the pools weft's IPAM made for a network: how an interrupted create, and
+/// reconciliation, find them.
+pub fn network_pool_owner(name: &str, id: &str) -> String {
+    format!("network {name} ({})", &id[..12.min(id.len())])
+}
+
+pub fn is_network_pool_owner(owner: &str) -> bool {
+    owner.starts_with("network ") && owner.ends_with(')')
+}
+
 /// Owner string of addresses and ports held by an endpoint; reconciliation releases those whose
 /// endpoint record is gone.
 pub fn endpoint_owner(network_id: &str, endpoint_id: &str) -> String {
