@@ -797,21 +797,37 @@ fn ensure_network(
         .map(ToString::to_string)
         .collect();
     let driver = joined.config.attachment.driver();
-    let (mtu_key, cidr_key) = match joined.config.attachment {
-        Attachment::Bridge => (bridge_options::MTU, bridge_options::CLUSTER_CIDR),
-        Attachment::Routed => (routed_options::MTU, routed_options::CLUSTER_CIDR),
+    let (mtu_key, cidr_key, masquerade_key) = match joined.config.attachment {
+        Attachment::Bridge => (
+            bridge_options::MTU,
+            bridge_options::CLUSTER_CIDR,
+            bridge_options::ENABLE_IP_MASQUERADE,
+        ),
+        Attachment::Routed => (
+            routed_options::MTU,
+            routed_options::CLUSTER_CIDR,
+            routed_options::MASQUERADE,
+        ),
     };
     let mut options = BTreeMap::new();
     options.insert(mtu_key.to_string(), mtu.to_string());
     options.insert(cidr_key.to_string(), cidrs.join(","));
+    // Only when off: networks made before the option existed stay as they are (re-making
+    // one needs its containers gone).
+    if !joined.config.masquerade {
+        options.insert(masquerade_key.to_string(), "false".to_string());
+    }
     let mut wanted: Vec<IpNet> = vec![IpNet::V4(joined.subnet)];
     wanted.extend(joined.subnet_v6.map(IpNet::V6));
     match controller.network(name) {
         Ok(rec) => {
             let subnets: Vec<IpNet> = rec.network.subnets.iter().map(|s| s.subnet).collect();
+            // Masquerade back on (the key absent from `options`) differs from a network
+            // made with it off.
             let same_options = options
                 .iter()
-                .all(|(k, v)| rec.network.options.get(k) == Some(v));
+                .all(|(k, v)| rec.network.options.get(k) == Some(v))
+                && rec.network.options.get(masquerade_key) == options.get(masquerade_key);
             if subnets == wanted && same_options && rec.network.driver == driver {
                 return Ok(None);
             }

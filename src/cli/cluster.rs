@@ -73,6 +73,17 @@ pub struct InitArgs {
     /// vxlan: plain routes to peers on the same L2 segment.
     #[arg(long)]
     pub direct_routing: bool,
+    /// The first subnet hosts may lease (flannel's SubnetMin), e.g. 10.244.10.0 or
+    /// 10.244.10.0/24.
+    #[arg(long, value_parser = range_bound, value_name = "SUBNET")]
+    pub subnet_min: Option<(std::net::Ipv4Addr, Option<u8>)>,
+    /// The last subnet hosts may lease (flannel's SubnetMax).
+    #[arg(long, value_parser = range_bound, value_name = "SUBNET")]
+    pub subnet_max: Option<(std::net::Ipv4Addr, Option<u8>)>,
+    /// Do not masquerade traffic from the cluster's containers to outside the cluster
+    /// networks (flannel's --ip-masq=false): the outside must route the subnets back.
+    #[arg(long)]
+    pub no_masquerade: bool,
     #[command(flatten)]
     pub bgp: BgpInitArgs,
     #[command(flatten)]
@@ -172,8 +183,41 @@ pub fn run(state_dir: &Path, cmd: ClusterCommand) -> Result<(), EngineError> {
     })
 }
 
+/// `--subnet-min`/`--subnet-max`: an address (flannel writes `"SubnetMin": "10.244.10.0"`)
+/// or a subnet; its length is checked against `--subnet-len` by `init`.
+fn range_bound(s: &str) -> Result<(std::net::Ipv4Addr, Option<u8>), String> {
+    match s.split_once('/') {
+        None => s.parse().map(|a| (a, None)).map_err(|_| {
+            format!(
+                "{s:?} is not an IPv4 address; give the subnet's first address, e.g. 10.244.10.0"
+            )
+        }),
+        Some(_) => super::cidr::ipv4_net(s).map(|n| (n.addr(), Some(n.prefix_len()))),
+    }
+}
+
+/// The address of a range bound whose length, when given, is the subnets'.
+fn bound(
+    flag: &str,
+    value: Option<(std::net::Ipv4Addr, Option<u8>)>,
+    subnet_len: u8,
+) -> Result<Option<std::net::Ipv4Addr>, EngineError> {
+    match value {
+        Some((addr, Some(len))) if len != subnet_len => Err(EngineError::Invalid(format!(
+            "{flag} {addr}/{len}: hosts' subnets are /{subnet_len} (--subnet-len); give \
+             {addr}/{subnet_len} or just {addr}"
+        ))),
+        other => Ok(other.map(|(addr, _)| addr)),
+    }
+}
+
 async fn init(args: InitArgs) -> Result<(), EngineError> {
+    let subnet_min = bound("--subnet-min", args.subnet_min, args.subnet_len)?;
+    let subnet_max = bound("--subnet-max", args.subnet_max, args.subnet_len)?;
     let config = ClusterConfig {
+        subnet_min,
+        subnet_max,
+        masquerade: !args.no_masquerade,
         network: args.network,
         subnet_len: args.subnet_len,
         network_v6: args.network_v6,
