@@ -118,11 +118,19 @@ pub struct AgentArgs {
     pub cluster: Option<String>,
     /// This host's address on the underlay (default: the address of --iface, or of the
     /// interface with the default route).
-    #[arg(long, conflicts_with = "iface")]
+    #[arg(long, conflicts_with_all = ["iface", "iface_regex", "iface_can_reach"])]
     pub public_ip: Option<IpAddr>,
     /// The underlay interface (its first IPv4 address is the public address).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["iface_regex", "iface_can_reach"])]
     pub iface: Option<String>,
+    /// The underlay is the first interface, in name order, whose name matches this regular
+    /// expression and has an IPv4 address (flanneld's --iface-regex).
+    #[arg(long, value_name = "RE", conflicts_with = "iface_can_reach")]
+    pub iface_regex: Option<String>,
+    /// The underlay is the interface this host's route to IP goes out of (flanneld's
+    /// --iface-can-reach).
+    #[arg(long, value_name = "IP")]
+    pub iface_can_reach: Option<IpAddr>,
     /// Lease time-to-live in seconds; renewed every third of it.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
     pub lease_ttl: u64,
@@ -132,6 +140,38 @@ pub struct AgentArgs {
     /// Settings of this host when the cluster uses the bgp backend.
     #[command(flatten)]
     pub bgp: bgp::BgpHostArgs,
+}
+
+/// How the daemon's flags pick the underlay.
+#[derive(Debug, Clone)]
+pub enum UnderlayChoice {
+    /// `--public-ip`: the interface holding it.
+    PublicIp(IpAddr),
+    /// `--iface NAME`.
+    Iface(String),
+    /// `--iface-regex RE`: the first matching name in name order.
+    IfaceRegex(String),
+    /// `--iface-can-reach IP`: the route's output interface.
+    CanReach(IpAddr),
+    /// None given: the interface of the default route.
+    DefaultRoute,
+}
+
+impl AgentArgs {
+    /// Which underlay flag was given (clap refuses more than one).
+    pub fn underlay_choice(&self) -> UnderlayChoice {
+        if let Some(ip) = self.public_ip {
+            UnderlayChoice::PublicIp(ip)
+        } else if let Some(name) = &self.iface {
+            UnderlayChoice::Iface(name.clone())
+        } else if let Some(re) = &self.iface_regex {
+            UnderlayChoice::IfaceRegex(re.clone())
+        } else if let Some(ip) = self.iface_can_reach {
+            UnderlayChoice::CanReach(ip)
+        } else {
+            UnderlayChoice::DefaultRoute
+        }
+    }
 }
 
 /// The underlay as found at start.
@@ -208,7 +248,7 @@ pub fn prepare(
             cluster: name.clone(),
             reason,
         })?;
-    let underlay = find_underlay(args.public_ip, args.iface.as_deref())?;
+    let underlay = find_underlay(&args.underlay_choice())?;
     let node_id = local::node_id(controller.store())?;
     let previous = local::load_record(controller.store(), &name)?.map(|r| r.subnet);
     info!(
@@ -883,46 +923,101 @@ fn ensure_network(
 }
 
 /// The public address and its interface: `--public-ip` (the interface holding it), `--iface`
-/// (its first IPv4 address), or the interface of the default route.
-pub fn find_underlay(
-    public_ip: Option<IpAddr>,
-    iface: Option<&str>,
-) -> Result<Underlay, ClusterError> {
+/// (its first IPv4 address), `--iface-regex` (the first matching interface, by name, that has
+/// an IPv4 address), `--iface-can-reach` (the output interface of the route to that address),
+/// or the interface of the default route.
+pub fn find_underlay(choice: &UnderlayChoice) -> Result<Underlay, ClusterError> {
     let fail = |reason: String| ClusterError::InvalidConfig { reason };
     let mut nl = Netlink::open().map_err(|e| fail(e.to_string()))?;
     let addresses = nl.addresses(None).map_err(|e| fail(e.to_string()))?;
-    let (index, public_ip) = if let Some(ip) = public_ip {
+    let first_v4 = |index: u32| {
+        addresses
+            .iter()
+            .filter(|(i, a)| *i == index && a.addr().is_ipv4())
+            .map(|(_, a)| a.addr())
+            .next()
+    };
+    let (index, public_ip) = if let UnderlayChoice::PublicIp(ip) = choice {
         let index = addresses
             .iter()
-            .find(|(_, a)| a.addr() == ip)
+            .find(|(_, a)| a.addr() == *ip)
             .map(|(i, _)| *i)
             .ok_or_else(|| {
                 fail(format!(
                     "--public-ip {ip} is not an address of this host; give one of its addresses"
                 ))
             })?;
-        (index, ip)
+        (index, *ip)
     } else {
-        let index = match iface {
-            Some(name) => nl
-                .link_by_name(name)
-                .map_err(|e| fail(e.to_string()))?
-                .ok_or_else(|| fail(format!("--iface {name}: no such interface")))?
-                .index,
-            None => default_route_interface(&mut nl)
-                .map_err(|e| fail(e.to_string()))?
-                .ok_or_else(|| fail("this host has no default route to find its public address by; pass --public-ip or --iface".into()))?,
+        let (index, flag) = match choice {
+            UnderlayChoice::Iface(name) => (
+                nl.link_by_name(name)
+                    .map_err(|e| fail(e.to_string()))?
+                    .ok_or_else(|| fail(format!("--iface {name}: no such interface")))?
+                    .index,
+                format!("--iface {name}"),
+            ),
+            UnderlayChoice::IfaceRegex(pattern) => {
+                let re = regex::Regex::new(pattern).map_err(|e| {
+                    fail(format!(
+                        "--iface-regex {pattern:?} is not a regular expression: {e}"
+                    ))
+                })?;
+                let mut links = nl.links().map_err(|e| fail(e.to_string()))?;
+                links.sort_by(|a, b| a.name.cmp(&b.name));
+                let matching: Vec<_> = links.iter().filter(|l| re.is_match(&l.name)).collect();
+                // An interface without an IPv4 address cannot be the underlay: skip it, as
+                // flanneld does, so that `eth.*` finds the one that is configured.
+                let link = matching
+                    .iter()
+                    .find(|l| first_v4(l.index).is_some())
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "--iface-regex {pattern:?}: {}; interfaces here: {}",
+                            if matching.is_empty() {
+                                "no interface name matches".to_string()
+                            } else {
+                                format!(
+                                    "no IPv4 address on the matching {}",
+                                    matching
+                                        .iter()
+                                        .map(|l| l.name.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            },
+                            links
+                                .iter()
+                                .map(|l| l.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                (link.index, format!("--iface-regex {pattern:?}"))
+            }
+            UnderlayChoice::CanReach(ip) => (
+                nl.route_get_oif(*ip)
+                    .map_err(|e| fail(e.to_string()))?
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "--iface-can-reach {ip}: this host has no route to {ip}; give an \
+                             address it can reach, or --iface"
+                        ))
+                    })?,
+                format!("--iface-can-reach {ip}"),
+            ),
+            _ => (
+                default_route_interface(&mut nl)
+                    .map_err(|e| fail(e.to_string()))?
+                    .ok_or_else(|| fail("this host has no default route to find its public address by; pass --public-ip or --iface".into()))?,
+                "the default route".to_string(),
+            ),
         };
-        let ip = addresses
-            .iter()
-            .filter(|(i, a)| *i == index && a.addr().is_ipv4())
-            .map(|(_, a)| a.addr())
-            .next()
-            .ok_or_else(|| {
-                fail(format!(
-                    "interface {index} has no IPv4 address; pass --public-ip"
-                ))
-            })?;
+        let ip = first_v4(index).ok_or_else(|| {
+            fail(format!(
+                "interface {index} (found by {flag}) has no IPv4 address; pass --public-ip"
+            ))
+        })?;
         (index, ip)
     };
     let link = nl

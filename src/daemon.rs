@@ -46,7 +46,7 @@ fn check_underlay_flags(args: &crate::agent::AgentArgs) -> Result<(), EngineErro
     if args.cluster.is_none() {
         return Ok(());
     }
-    match crate::agent::find_underlay(args.public_ip, args.iface.as_deref()) {
+    match crate::agent::find_underlay(&args.underlay_choice()) {
         Ok(_) => Ok(()),
         Err(weft_ipam::cluster::ClusterError::InvalidConfig { reason }) => {
             Err(EngineError::Invalid(reason))

@@ -154,3 +154,93 @@ fn no_masquerade_keeps_the_container_address_toward_the_outside() {
         "masqueraded although turned off"
     );
 }
+
+#[test]
+fn iface_regex_and_iface_can_reach_pick_the_public_interface() {
+    if !can_run("iface regex / can-reach") {
+        return;
+    }
+    let mut w = ClusterWorld::new(2);
+    w.start_etcd();
+    w.init_cluster("host-gw", &[]);
+    // Host 0: `ens1` matches first by name but has no IPv4 address; `ens2` and `ens3` have
+    // one: the first with an address in name order, ens2, is the underlay.
+    w.hosts[0].ns.sh(
+        "ip link add ens3 type veth peer name p3 && ip link add ens1 type veth peer name p1 && \
+         ip link add ens2 type veth peer name p2 && \
+         ip addr add 10.99.3.1/24 dev ens3 && ip addr add 10.99.2.1/24 dev ens2 && \
+         ip link set ens1 up && ip link set ens2 up && ip link set ens3 up",
+    );
+    w.hosts[0].underlay_flags = vec!["--iface-regex".into(), "^ens[0-9]$".into()];
+    // Host 1: the route to 10.200.0.0/16 leaves through `up0`.
+    w.hosts[1].ns.sh(
+        "ip link add up0 type veth peer name up1 && ip addr add 10.98.0.2/24 dev up0 && \
+         ip link set up0 up && ip link set up1 up && \
+         ip route add 10.200.0.0/16 via 10.98.0.1 dev up0",
+    );
+    w.hosts[1].underlay_flags = vec!["--iface-can-reach".into(), "10.200.5.5".into()];
+    for i in 0..2 {
+        w.start_daemon(i, TTL, &[]);
+    }
+    for (i, ip) in [(0, "10.99.2.1"), (1, "10.98.0.2")] {
+        w.hosts[i].wait_joined(JOIN);
+        let record = w.hosts[i].record().unwrap();
+        assert_eq!(record["public_ip"], ip, "host {i}: {record}");
+    }
+    let leases = w.etcdctl(&[
+        "get",
+        "--prefix",
+        "--print-value-only",
+        "/weft/clusters/c1/subnets/",
+    ]);
+    let leases = String::from_utf8_lossy(&leases.stdout).into_owned();
+    assert!(
+        leases.contains("10.99.2.1") && leases.contains("10.98.0.2"),
+        "{leases}"
+    );
+    w.hosts[0].stop();
+    w.hosts[1].stop();
+
+    // Refusals, exit 2, before anything runs: two ways of picking at once, a bad regex, no
+    // match, no route.
+    let endpoint = w.endpoint();
+    let h = &w.hosts[1];
+    let sock = w.dir().join("refused.sock");
+    let sock = sock.to_str().unwrap();
+    for (flags, needle) in [
+        (
+            &["--iface", "eth0", "--iface-regex", "eth"][..],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--public-ip",
+                "192.168.100.2",
+                "--iface-can-reach",
+                "10.200.0.1",
+            ][..],
+            "cannot be used with",
+        ),
+        (&["--iface-regex", "eth("][..], "not a regular expression"),
+        (&["--iface-regex", "^wlan"][..], "no interface name matches"),
+        (
+            &["--iface-can-reach", "203.0.113.7"][..],
+            "no route to 203.0.113.7",
+        ),
+    ] {
+        let mut args = vec![
+            "daemon",
+            "--no-default-network",
+            "--socket",
+            sock,
+            "--etcd-endpoints",
+            &endpoint,
+            "--cluster",
+            CLUSTER,
+        ];
+        args.extend_from_slice(flags);
+        let out = h.weft(&args);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{flags:?}: {}", stderr(&out));
+    }
+}
