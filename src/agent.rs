@@ -131,6 +131,11 @@ pub struct AgentArgs {
     /// --iface-can-reach).
     #[arg(long, value_name = "IP")]
     pub iface_can_reach: Option<IpAddr>,
+    /// Where to write the flannel-style subnet.env (FLANNEL_NETWORK, FLANNEL_SUBNET,
+    /// FLANNEL_MTU, FLANNEL_IPMASQ) once the lease is held (default /run/weft/subnet.env, or
+    /// subnet.env in a --state-dir other than /var/lib/weft).
+    #[arg(long, value_name = "PATH")]
+    pub subnet_file: Option<PathBuf>,
     /// Lease time-to-live in seconds; renewed every third of it.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
     pub lease_ttl: u64,
@@ -216,6 +221,10 @@ struct Agent {
     fatal: Option<String>,
     started: Instant,
     last_repair: Instant,
+    /// The subnet.env file and what was last written to it.
+    subnet_file: PathBuf,
+    /// Interior: the record (and so the file) is saved from `&self` paths.
+    subnet_env: std::cell::RefCell<Option<String>>,
 }
 
 /// An agent ready to run: flags checked, underlay found, node id known.
@@ -226,13 +235,31 @@ pub struct Prepared {
     underlay: Underlay,
     keeper: Keeper,
     identity: bgp::Identity,
+    subnet_file: PathBuf,
 }
+
+/// The default subnet.env: in /run/weft for the default state directory (where flannel's
+/// readers look for /run/flannel/subnet.env), else in the state directory, so that several
+/// daemons on one machine (tests, say) never share one.
+pub fn subnet_file_path(given: Option<&std::path::Path>, state_dir: &std::path::Path) -> PathBuf {
+    match given {
+        Some(path) => path.to_path_buf(),
+        None if state_dir == std::path::Path::new(crate::setup::DEFAULT_STATE_DIR) => {
+            PathBuf::from(DEFAULT_SUBNET_FILE)
+        }
+        None => state_dir.join("subnet.env"),
+    }
+}
+
+/// Where subnet.env goes with the default state directory.
+pub const DEFAULT_SUBNET_FILE: &str = "/run/weft/subnet.env";
 
 /// Checks the flags and finds the underlay; everything that cannot be retried fails here,
 /// before the daemon serves anything. `None` when no `--cluster` was given.
 pub fn prepare(
     controller: Arc<Controller>,
     args: &AgentArgs,
+    state_dir: &std::path::Path,
 ) -> Result<Option<Prepared>, ClusterError> {
     let Some(name) = args.cluster.clone() else {
         return Ok(None);
@@ -276,6 +303,7 @@ pub fn prepare(
         underlay,
         keeper,
         identity,
+        subnet_file: subnet_file_path(args.subnet_file.as_deref(), state_dir),
     }))
 }
 
@@ -293,6 +321,7 @@ pub async fn run(
         underlay,
         keeper,
         identity,
+        subnet_file,
     } = prepared;
     control.set_cluster(&name);
     tokio::pin!(shutdown);
@@ -315,6 +344,8 @@ pub async fn run(
         fatal: None,
         started: Instant::now(),
         last_repair: Instant::now(),
+        subnet_file,
+        subnet_env: Default::default(),
         controller,
         name,
     };
@@ -791,6 +822,28 @@ impl Agent {
         if let Err(e) = local::save_record(self.controller.store(), &record) {
             error!(cluster = %self.name, "cannot write the local cluster record: {e}");
         }
+        if held && joined.mtu.is_some() {
+            self.write_subnet_env(&subnet_env(&record, joined.config.masquerade));
+        }
+    }
+
+    /// Writes subnet.env when its content changed: atomically (a reader never sees half a
+    /// file), and not on every problem noted, which saves the record too.
+    fn write_subnet_env(&self, text: &str) {
+        if self.subnet_env.borrow().as_deref() == Some(text) {
+            return;
+        }
+        match write_atomically(&self.subnet_file, text.as_bytes()) {
+            Ok(()) => {
+                info!(cluster = %self.name, path = %self.subnet_file.display(), "subnet.env written");
+                *self.subnet_env.borrow_mut() = Some(text.to_string());
+            }
+            Err(e) => error!(
+                cluster = %self.name,
+                "cannot write {}: {e}; tools reading it will not see this host's subnet (fix the directory or pass --subnet-file)",
+                self.subnet_file.display()
+            ),
+        }
     }
 }
 
@@ -1043,4 +1096,81 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
+}
+
+/// flannel's subnet.env (what CNI's flannel plugin and other tools read), with WEFT_
+/// duplicates. FLANNEL_SUBNET is the host's gateway address with the subnet's length, as
+/// flanneld writes it.
+fn subnet_env(record: &LocalRecord, masquerade: bool) -> String {
+    let gateway = |net: IpNet| {
+        net.hosts()
+            .next()
+            .map(|gw| format!("{gw}/{}", net.prefix_len()))
+            .unwrap_or_else(|| net.to_string())
+    };
+    let mut vars = vec![
+        ("NETWORK", record.network.to_string()),
+        ("SUBNET", gateway(IpNet::V4(record.subnet))),
+    ];
+    if let (Some(net6), Some(sub6)) = (record.network_v6, record.subnet_v6) {
+        vars.push(("IPV6_NETWORK", net6.to_string()));
+        vars.push(("IPV6_SUBNET", gateway(IpNet::V6(sub6))));
+    }
+    vars.push(("MTU", record.mtu.to_string()));
+    vars.push(("IPMASQ", masquerade.to_string()));
+    let mut out = String::new();
+    for prefix in ["FLANNEL", "WEFT"] {
+        for (key, value) in &vars {
+            out.push_str(&format!("{prefix}_{key}={value}\n"));
+        }
+    }
+    out
+}
+
+/// Write to a temporary file beside `path`, fsync, rename over it, fsync the directory: a
+/// reader sees the old content or the new, never a part.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod subnet_env_tests {
+    use super::*;
+
+    #[test]
+    fn subnet_env_has_flannels_variables() {
+        let record = LocalRecord {
+            cluster: "c1".into(),
+            subnet: "10.244.3.0/24".parse().unwrap(),
+            subnet_v6: None,
+            mtu: 1450,
+            network: "10.244.0.0/16".parse().unwrap(),
+            network_v6: None,
+            backend: "vxlan".into(),
+            public_ip: "192.168.0.1".parse().unwrap(),
+            lease_held: true,
+            problems: vec![],
+        };
+        let text = subnet_env(&record, false);
+        assert!(text.starts_with(
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+        ), "{text}");
+        assert!(text.contains("WEFT_SUBNET=10.244.3.1/24\n"), "{text}");
+    }
 }

@@ -68,7 +68,7 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
         warn!(methods = %faults, "failures are injected into these plugin methods");
     }
     check_underlay_flags(&args.cluster)?;
-    let agent = crate::agent::prepare(controller.clone(), &args.cluster)
+    let agent = crate::agent::prepare(controller.clone(), &args.cluster, state_dir)
         .map_err(crate::agent::into_engine)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -244,3 +244,45 @@ fn iface_regex_and_iface_can_reach_pick_the_public_interface() {
         assert!(stderr(&out).contains(needle), "{flags:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn subnet_env_tells_other_tools_the_hosts_subnet() {
+    if !can_run("subnet.env") {
+        return;
+    }
+    let mut w = ClusterWorld::new(2);
+    w.start_etcd();
+    w.init_cluster("vxlan", &[]);
+    let custom = w.dir().join("elsewhere").join("flannel-subnet.env");
+    w.start_daemon(0, TTL, &[]);
+    w.start_daemon(1, TTL, &["--subnet-file", custom.to_str().unwrap()]);
+    for (i, path) in [
+        (0, w.hosts[0].state.join("subnet.env")),
+        (1, custom.clone()),
+    ] {
+        let subnet: ipnet::Ipv4Net = w.hosts[i].wait_joined(JOIN).parse().unwrap();
+        let gateway = format!("{}/24", subnet.hosts().next().unwrap());
+        let want = format!(
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET={gateway}\nFLANNEL_MTU=1450\n\
+             FLANNEL_IPMASQ=true\nWEFT_NETWORK=10.244.0.0/16\nWEFT_SUBNET={gateway}\n\
+             WEFT_MTU=1450\nWEFT_IPMASQ=true\n"
+        );
+        let mut text = String::new();
+        let written = eventually(Duration::from_secs(10), || {
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+            text == want
+        });
+        assert!(
+            written,
+            "host {i} {}:\n{text}\nwanted:\n{want}",
+            path.display()
+        );
+    }
+    // The bridge's gateway is the address subnet.env names.
+    let subnet: ipnet::Ipv4Net = w.hosts[0].subnet().unwrap().parse().unwrap();
+    let addrs = w.hosts[0].ns.sh("ip -4 -o addr show");
+    assert!(
+        addrs.contains(&format!("{}/24", subnet.hosts().next().unwrap())),
+        "{addrs}"
+    );
+}
