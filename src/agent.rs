@@ -324,6 +324,11 @@ pub async fn run(
         subnet_file,
     } = prepared;
     control.set_cluster(&name);
+    // `weft cluster leave` reaches the agent through the control socket: the daemon holds
+    // the lease id and renews it, so only the daemon can give it back for good (a CLI
+    // revoking it in etcd would see the daemon re-acquire at once).
+    let (leave_tx, mut leave) = tokio::sync::mpsc::channel(1);
+    control.set_leave(Some(leave_tx));
     tokio::pin!(shutdown);
     let mut agent = Agent {
         identity,
@@ -349,7 +354,9 @@ pub async fn run(
         controller,
         name,
     };
-    match agent.run(&mut shutdown).await {
+    let outcome = agent.run(&mut shutdown, &mut leave).await;
+    agent.control.set_leave(None);
+    match outcome {
         None => Ok(()),
         Some(reason) => Err(ClusterError::HostConfig {
             cluster: agent.name.clone(),
@@ -411,6 +418,7 @@ pub fn into_engine(e: ClusterError) -> EngineError {
         ClusterError::DuplicatePublicIp { .. }
         | ClusterError::Exhausted { .. }
         | ClusterError::SubnetLeased { .. }
+        | ClusterError::ClusterInUse { .. }
         | ClusterError::AlreadyReserved { .. } => {
             EngineError::InUse(e.to_string())
         }
@@ -426,6 +434,7 @@ impl Agent {
     async fn run(
         &mut self,
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        leave: &mut tokio::sync::mpsc::Receiver<crate::control::LeaveRequest>,
     ) -> Option<String> {
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -441,11 +450,17 @@ impl Agent {
                 }
             }
             if let Some(reason) = self.fatal.clone() {
-                self.release().await;
+                let _ = self.release().await;
                 return Some(reason);
             }
             tokio::select! {
                 _ = shutdown.as_mut() => break,
+                Some(reply) = leave.recv() => {
+                    let answer = self.leave().await;
+                    let _ = reply.send(answer);
+                    info!(cluster = %self.name, "left the cluster; the daemon serves its local networks on, restart it to join again");
+                    return None;
+                }
                 _ = ticks.tick() => {
                     self.feed(Input::Tick(self.started.elapsed()), &mut pending);
                     self.maintain(&mut pending);
@@ -469,19 +484,61 @@ impl Agent {
 
     /// Revokes this host's lease before the daemon exits on a fatal error. etcd being down
     /// then is not retried: the lease expires after its TTL anyway.
-    async fn release(&mut self) {
+    async fn release(&mut self) -> Result<bool, String> {
         let Some(id) = self.keeper.lease_id() else {
-            return;
+            return Ok(false);
         };
         match self.etcd.revoke(id).await {
             Ok(()) => {
                 info!(cluster = %self.name, subnet = ?self.keeper.subnet(), "lease released");
                 self.save_record(false);
+                self.remove_subnet_env();
+                Ok(true)
             }
             Err(e) => {
-                warn!(cluster = %self.name, "cannot release the lease (it expires after its TTL): {e}")
+                warn!(cluster = %self.name, "cannot release the lease (it expires after its TTL): {e}");
+                Err(format!(
+                    "cannot give back the lease of cluster {}: {e}; it expires after its TTL",
+                    self.name
+                ))
             }
         }
+    }
+
+    /// `weft cluster leave`: revoke the lease (its key goes with it, so every peer's watch
+    /// removes this host's routes now) and drop this host's routes to the peers, which it is
+    /// no longer one of. The local network stays: containers on it keep their addresses.
+    async fn leave(&mut self) -> Result<serde_json::Value, String> {
+        let subnet = self.keeper.subnet();
+        let released = self.release().await?;
+        if let Some(backend) = self.ready_backend() {
+            match backend.sync_peers(&[]) {
+                Ok(report) => {
+                    for problem in report.problems {
+                        warn!(cluster = %self.name, "leaving: {problem}");
+                    }
+                }
+                Err(e) => {
+                    warn!(cluster = %self.name, "leaving: cannot remove the routes to the peers: {e}")
+                }
+            }
+        }
+        Ok(serde_json::json!({
+            "cluster": self.name,
+            "subnet": subnet.filter(|_| released),
+            "released": released,
+        }))
+    }
+
+    fn remove_subnet_env(&self) {
+        match std::fs::remove_file(&self.subnet_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(cluster = %self.name, "cannot remove {}: {e}", self.subnet_file.display())
+            }
+        }
+        *self.subnet_env.borrow_mut() = None;
     }
 
     /// Runs one keeper request against etcd.

@@ -286,3 +286,77 @@ fn subnet_env_tells_other_tools_the_hosts_subnet() {
         "{addrs}"
     );
 }
+
+#[test]
+fn cluster_leave_gives_the_lease_back_at_once_and_rm_removes_the_cluster() {
+    if !can_run("cluster leave / rm") {
+        return;
+    }
+    let mut w = ClusterWorld::new(2);
+    w.start_etcd();
+    w.init_cluster("host-gw", &[]);
+    // A long TTL: routes that go within a second went because of the leave, not expiry.
+    for i in 0..2 {
+        w.start_daemon(i, 60, &[]);
+    }
+    let _s0 = w.hosts[0].wait_joined(JOIN);
+    let s1 = w.hosts[1].wait_joined(JOIN);
+    let route = format!("{s1} via {} dev eth0", w.hosts[1].ip);
+    assert!(
+        eventually(Duration::from_secs(10), || w.hosts[0]
+            .routes()
+            .contains(&route)),
+        "{}",
+        w.hosts[0].routes()
+    );
+    assert!(w.hosts[1].state.join("subnet.env").exists());
+
+    let key = format!("/weft/clusters/{CLUSTER}/subnets/{}", s1.replace('/', "-"));
+    assert!(
+        !w.etcdctl(&["get", &key]).stdout.is_empty(),
+        "no lease key {key}"
+    );
+
+    let out = w.hosts[1].weft(&["cluster", "leave", "other"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    w.hosts[1].weft_ok(&["cluster", "leave", CLUSTER]);
+    assert!(
+        eventually(Duration::from_secs(1), || !w.hosts[0]
+            .routes()
+            .contains(&route)),
+        "host 0 still routes to the host that left: {}",
+        w.hosts[0].routes()
+    );
+    let got = w.etcdctl(&["get", &key]);
+    assert!(
+        got.status.success() && got.stdout.is_empty(),
+        "{key} still there: {got:?}"
+    );
+    assert!(w.hosts[1].running(), "the daemon serves on after leaving");
+    assert_eq!(w.hosts[1].record().unwrap()["lease_held"], false);
+    assert!(!w.hosts[1].state.join("subnet.env").exists());
+    let out = w.hosts[1].weft(&["cluster", "leave"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already left"), "{}", stderr(&out));
+
+    // rm: refused while host 0 holds its lease, done with --force, then nothing is left.
+    let endpoint = w.endpoint();
+    let rm = |extra: &[&str]| {
+        let mut args = vec!["cluster", "rm", CLUSTER, "--etcd-endpoints", &endpoint];
+        args.extend_from_slice(extra);
+        w.hosts[1].weft(&args)
+    };
+    let out = rm(&[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 live lease"), "{}", stderr(&out));
+    let out = rm(&["--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let left = w.etcdctl(&["get", "--prefix", &format!("/weft/clusters/{CLUSTER}/")]);
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let out = rm(&[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}

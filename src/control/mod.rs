@@ -49,7 +49,15 @@ pub enum Method {
     /// The Loc-RIB and what the route programmer keeps in the kernel.
     #[serde(rename = "bgp.routes")]
     BgpRoutes,
+    /// Leave the cluster now: revoke the lease (the peers drop this host's routes at once),
+    /// stop the agent. The daemon keeps serving its local networks.
+    #[serde(rename = "cluster.leave")]
+    ClusterLeave,
 }
+
+/// How the control socket asks the agent to leave: the agent answers on the oneshot once
+/// the lease is given back (or says why not).
+pub type LeaveRequest = tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>;
 
 /// One request line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +89,8 @@ struct Live {
     cluster: Option<String>,
     backend: Option<&'static str>,
     bgp: Option<Arc<BgpBackend>>,
+    /// Set while the agent runs and can be asked to leave.
+    leave: Option<tokio::sync::mpsc::Sender<LeaveRequest>>,
 }
 
 impl ControlState {
@@ -94,6 +104,11 @@ impl ControlState {
         let mut live = self.live();
         live.backend = Some(name);
         live.bgp = bgp;
+    }
+
+    /// Where `cluster.leave` requests go (`None`: the agent stopped).
+    pub fn set_leave(&self, leave: Option<tokio::sync::mpsc::Sender<LeaveRequest>>) {
+        self.live().leave = leave;
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
@@ -126,6 +141,22 @@ impl ControlState {
                 let mut value = serde_json::to_value(routes).map_err(|e| e.to_string())?;
                 value["cluster"] = serde_json::json!(live.cluster);
                 Ok(value)
+            }
+            Method::ClusterLeave => {
+                let (Some(cluster), Some(leave)) = (&live.cluster, &live.leave) else {
+                    return Err(match &live.cluster {
+                        None => "this weft daemon joins no cluster: there is nothing to leave"
+                            .to_string(),
+                        Some(c) => format!(
+                            "this weft daemon has already left cluster {c} (or its agent \
+                             stopped); restart it to join again"
+                        ),
+                    });
+                };
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let gone = || format!("the agent of cluster {cluster} stopped before answering");
+                leave.blocking_send(reply).map_err(|_| gone())?;
+                answer.blocking_recv().map_err(|_| gone())?
             }
         }
     }
