@@ -356,6 +356,7 @@ pub async fn run(
     };
     let outcome = agent.run(&mut shutdown, &mut leave).await;
     agent.control.set_leave(None);
+    agent.control.update_health(|h| h.lease = None);
     match outcome {
         None => Ok(()),
         Some(reason) => Err(ClusterError::HostConfig {
@@ -552,7 +553,21 @@ impl Agent {
                 Err(e) => Some(Input::WatchFailed(e.to_string())),
             };
         }
-        self.etcd.execute(&self.keys, request).await
+        let input = self.etcd.execute(&self.keys, request).await;
+        // Every keeper request is an etcd round trip: its outcome is etcd's reachability as
+        // `--healthz` reports it (at least every third of the TTL, by the renewals).
+        let outcome = match &input {
+            Some(Input::Loaded(r)) => Some(r.as_ref().map(drop).map_err(Clone::clone)),
+            Some(Input::Granted(r)) | Some(Input::KeptAlive(r)) => {
+                Some(r.as_ref().map(drop).map_err(Clone::clone))
+            }
+            Some(Input::Claimed(r)) => Some(r.as_ref().map(drop).map_err(Clone::clone)),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            self.control.update_health(|h| h.etcd = Some(outcome));
+        }
+        input
     }
 
     /// Feeds the keeper and acts on what it says, until nothing follows.
@@ -592,8 +607,13 @@ impl Agent {
                 subnet,
                 subnet_v6,
                 config,
-            } => self.on_acquired(subnet, subnet_v6, config),
+            } => {
+                self.control
+                    .update_health(|h| h.lease = Some(subnet.to_string()));
+                self.on_acquired(subnet, subnet_v6, config)
+            }
             Event::LeaseLost { subnet, reason } => {
+                self.control.update_health(|h| h.lease = None);
                 error!(cluster = %self.name, %subnet, "LEASE LOST: {reason}; re-acquiring (this host keeps its subnet only if nobody else took it)");
                 self.problem(format!("lease on {subnet} lost: {reason}"));
                 self.save_record(false);

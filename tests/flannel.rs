@@ -360,3 +360,74 @@ fn cluster_leave_gives_the_lease_back_at_once_and_rm_removes_the_cluster() {
     let out = rm(&[]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
+
+/// `GET PATH` on 127.0.0.1:PORT inside `ns`: the status code and body.
+fn http_get(ns: &cluster_world::Ns, port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let path = path.to_string();
+    ns.open()
+        .run(move || -> std::io::Result<(u16, String)> {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply)?;
+            let code = reply
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+            Ok((code, body))
+        })
+        .ok()?
+        .ok()
+}
+
+#[test]
+fn healthz_answers_200_while_the_lease_is_held_and_503_with_the_reason_otherwise() {
+    if !can_run("healthz") {
+        return;
+    }
+    let mut w = ClusterWorld::new(1);
+    w.start_etcd();
+    w.init_cluster("host-gw", &[]);
+    const PORT: u16 = 8285;
+    w.start_daemon(0, TTL, &["--healthz", &format!("127.0.0.1:{PORT}")]);
+    let subnet = w.hosts[0].wait_joined(JOIN);
+    let ns = w.hosts[0].ns.clone();
+    let mut got = None;
+    let healthy = eventually(Duration::from_secs(10), || {
+        got = http_get(&ns, PORT, "/healthz");
+        matches!(&got, Some((200, _)))
+    });
+    assert!(healthy, "{got:?}; log:\n{}", w.hosts[0].log());
+    assert_eq!(
+        got.clone().unwrap().1,
+        format!("ok: cluster {CLUSTER}, subnet {subnet}\n")
+    );
+    assert_eq!(http_get(&ns, PORT, "/other").map(|r| r.0), Some(404));
+
+    // etcd gone: unhealthy within a renewal (a third of the 3 s TTL) or so, saying why.
+    w.stop_etcd();
+    let down = eventually(Duration::from_secs(15), || {
+        got = http_get(&ns, PORT, "/healthz");
+        matches!(&got, Some((503, body)) if body.contains("etcd unreachable"))
+    });
+    assert!(down, "{got:?}");
+    w.start_etcd();
+    let back = eventually(Duration::from_secs(20), || {
+        got = http_get(&ns, PORT, "/healthz");
+        matches!(&got, Some((200, _)))
+    });
+    assert!(back, "{got:?}; log:\n{}", w.hosts[0].log());
+
+    // After leaving, the daemon holds no lease.
+    w.hosts[0].weft_ok(&["cluster", "leave"]);
+    got = http_get(&ns, PORT, "/healthz");
+    assert!(
+        matches!(&got, Some((503, body)) if body.contains("holds no lease")),
+        "{got:?}"
+    );
+}

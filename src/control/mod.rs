@@ -91,6 +91,17 @@ struct Live {
     bgp: Option<Arc<BgpBackend>>,
     /// Set while the agent runs and can be asked to leave.
     leave: Option<tokio::sync::mpsc::Sender<LeaveRequest>>,
+    /// What `GET /healthz` reports.
+    health: Health,
+}
+
+/// The agent's health as `--healthz` reports it.
+#[derive(Default, Clone, Debug)]
+pub struct Health {
+    /// The subnet whose lease is held now.
+    pub lease: Option<String>,
+    /// Whether the last etcd call succeeded (`None` before the first one).
+    pub etcd: Option<Result<(), String>>,
 }
 
 impl ControlState {
@@ -104,6 +115,33 @@ impl ControlState {
         let mut live = self.live();
         live.backend = Some(name);
         live.bgp = bgp;
+    }
+
+    /// Updates the health the agent reports.
+    pub fn update_health(&self, update: impl FnOnce(&mut Health)) {
+        update(&mut self.live().health);
+    }
+
+    /// `GET /healthz`: healthy (200) when no cluster is to be joined, or when the lease is
+    /// held and etcd answered last time; otherwise why not (503).
+    pub fn healthz(&self) -> (bool, String) {
+        let live = self.live().clone();
+        let Some(cluster) = live.cluster else {
+            return (true, "ok: this daemon joins no cluster\n".into());
+        };
+        let mut problems = Vec::new();
+        if live.health.lease.is_none() {
+            problems.push(format!("holds no lease in cluster {cluster}"));
+        }
+        match &live.health.etcd {
+            Some(Ok(())) => {}
+            Some(Err(e)) => problems.push(format!("etcd unreachable: {e}")),
+            None => problems.push("has not reached etcd yet".into()),
+        }
+        match (problems.is_empty(), live.health.lease) {
+            (true, Some(subnet)) => (true, format!("ok: cluster {cluster}, subnet {subnet}\n")),
+            _ => (false, format!("unhealthy: {}\n", problems.join("; "))),
+        }
     }
 
     /// Where `cluster.leave` requests go (`None`: the agent stopped).
