@@ -798,6 +798,8 @@ impl Agent {
         self.last_repair = Instant::now();
         if self.joined.as_ref().is_some_and(|j| j.mtu.is_none()) {
             if let Some(data) = self.init_backend() {
+                // The MTU is known only now: the record and subnet.env get it.
+                self.save_record(true);
                 self.feed(Input::BackendData(data), pending);
             }
             return;
