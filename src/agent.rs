@@ -118,11 +118,24 @@ pub struct AgentArgs {
     pub cluster: Option<String>,
     /// This host's address on the underlay (default: the address of --iface, or of the
     /// interface with the default route).
-    #[arg(long, conflicts_with = "iface")]
+    #[arg(long, conflicts_with_all = ["iface", "iface_regex", "iface_can_reach"])]
     pub public_ip: Option<IpAddr>,
     /// The underlay interface (its first IPv4 address is the public address).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["iface_regex", "iface_can_reach"])]
     pub iface: Option<String>,
+    /// The underlay is the first interface, in name order, whose name matches this regular
+    /// expression and has an IPv4 address (flanneld's --iface-regex).
+    #[arg(long, value_name = "RE", conflicts_with = "iface_can_reach")]
+    pub iface_regex: Option<String>,
+    /// The underlay is the interface this host's route to IP goes out of (flanneld's
+    /// --iface-can-reach).
+    #[arg(long, value_name = "IP")]
+    pub iface_can_reach: Option<IpAddr>,
+    /// Where to write the flannel-style subnet.env (FLANNEL_NETWORK, FLANNEL_SUBNET,
+    /// FLANNEL_MTU, FLANNEL_IPMASQ) once the lease is held (default /run/weft/subnet.env, or
+    /// subnet.env in a --state-dir other than /var/lib/weft).
+    #[arg(long, value_name = "PATH")]
+    pub subnet_file: Option<PathBuf>,
     /// Lease time-to-live in seconds; renewed every third of it.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
     pub lease_ttl: u64,
@@ -132,6 +145,38 @@ pub struct AgentArgs {
     /// Settings of this host when the cluster uses the bgp backend.
     #[command(flatten)]
     pub bgp: bgp::BgpHostArgs,
+}
+
+/// How the daemon's flags pick the underlay.
+#[derive(Debug, Clone)]
+pub enum UnderlayChoice {
+    /// `--public-ip`: the interface holding it.
+    PublicIp(IpAddr),
+    /// `--iface NAME`.
+    Iface(String),
+    /// `--iface-regex RE`: the first matching name in name order.
+    IfaceRegex(String),
+    /// `--iface-can-reach IP`: the route's output interface.
+    CanReach(IpAddr),
+    /// None given: the interface of the default route.
+    DefaultRoute,
+}
+
+impl AgentArgs {
+    /// Which underlay flag was given (clap refuses more than one).
+    pub fn underlay_choice(&self) -> UnderlayChoice {
+        if let Some(ip) = self.public_ip {
+            UnderlayChoice::PublicIp(ip)
+        } else if let Some(name) = &self.iface {
+            UnderlayChoice::Iface(name.clone())
+        } else if let Some(re) = &self.iface_regex {
+            UnderlayChoice::IfaceRegex(re.clone())
+        } else if let Some(ip) = self.iface_can_reach {
+            UnderlayChoice::CanReach(ip)
+        } else {
+            UnderlayChoice::DefaultRoute
+        }
+    }
 }
 
 /// The underlay as found at start.
@@ -176,6 +221,10 @@ struct Agent {
     fatal: Option<String>,
     started: Instant,
     last_repair: Instant,
+    /// The subnet.env file and what was last written to it.
+    subnet_file: PathBuf,
+    /// Interior: the record (and so the file) is saved from `&self` paths.
+    subnet_env: std::cell::RefCell<Option<String>>,
 }
 
 /// An agent ready to run: flags checked, underlay found, node id known.
@@ -186,13 +235,31 @@ pub struct Prepared {
     underlay: Underlay,
     keeper: Keeper,
     identity: bgp::Identity,
+    subnet_file: PathBuf,
 }
+
+/// The default subnet.env: in /run/weft for the default state directory (where flannel's
+/// readers look for /run/flannel/subnet.env), else in the state directory, so that several
+/// daemons on one machine (tests, say) never share one.
+pub fn subnet_file_path(given: Option<&std::path::Path>, state_dir: &std::path::Path) -> PathBuf {
+    match given {
+        Some(path) => path.to_path_buf(),
+        None if state_dir == std::path::Path::new(crate::setup::DEFAULT_STATE_DIR) => {
+            PathBuf::from(DEFAULT_SUBNET_FILE)
+        }
+        None => state_dir.join("subnet.env"),
+    }
+}
+
+/// Where subnet.env goes with the default state directory.
+pub const DEFAULT_SUBNET_FILE: &str = "/run/weft/subnet.env";
 
 /// Checks the flags and finds the underlay; everything that cannot be retried fails here,
 /// before the daemon serves anything. `None` when no `--cluster` was given.
 pub fn prepare(
     controller: Arc<Controller>,
     args: &AgentArgs,
+    state_dir: &std::path::Path,
 ) -> Result<Option<Prepared>, ClusterError> {
     let Some(name) = args.cluster.clone() else {
         return Ok(None);
@@ -208,7 +275,7 @@ pub fn prepare(
             cluster: name.clone(),
             reason,
         })?;
-    let underlay = find_underlay(args.public_ip, args.iface.as_deref())?;
+    let underlay = find_underlay(&args.underlay_choice())?;
     let node_id = local::node_id(controller.store())?;
     let previous = local::load_record(controller.store(), &name)?.map(|r| r.subnet);
     info!(
@@ -236,6 +303,7 @@ pub fn prepare(
         underlay,
         keeper,
         identity,
+        subnet_file: subnet_file_path(args.subnet_file.as_deref(), state_dir),
     }))
 }
 
@@ -253,8 +321,14 @@ pub async fn run(
         underlay,
         keeper,
         identity,
+        subnet_file,
     } = prepared;
     control.set_cluster(&name);
+    // `weft cluster leave` reaches the agent through the control socket: the daemon holds
+    // the lease id and renews it, so only the daemon can give it back for good (a CLI
+    // revoking it in etcd would see the daemon re-acquire at once).
+    let (leave_tx, mut leave) = tokio::sync::mpsc::channel(1);
+    control.set_leave(Some(leave_tx));
     tokio::pin!(shutdown);
     let mut agent = Agent {
         identity,
@@ -275,10 +349,15 @@ pub async fn run(
         fatal: None,
         started: Instant::now(),
         last_repair: Instant::now(),
+        subnet_file,
+        subnet_env: Default::default(),
         controller,
         name,
     };
-    match agent.run(&mut shutdown).await {
+    let outcome = agent.run(&mut shutdown, &mut leave).await;
+    agent.control.set_leave(None);
+    agent.control.update_health(|h| h.lease = None);
+    match outcome {
         None => Ok(()),
         Some(reason) => Err(ClusterError::HostConfig {
             cluster: agent.name.clone(),
@@ -340,6 +419,7 @@ pub fn into_engine(e: ClusterError) -> EngineError {
         ClusterError::DuplicatePublicIp { .. }
         | ClusterError::Exhausted { .. }
         | ClusterError::SubnetLeased { .. }
+        | ClusterError::ClusterInUse { .. }
         | ClusterError::AlreadyReserved { .. } => {
             EngineError::InUse(e.to_string())
         }
@@ -355,6 +435,7 @@ impl Agent {
     async fn run(
         &mut self,
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        leave: &mut tokio::sync::mpsc::Receiver<crate::control::LeaveRequest>,
     ) -> Option<String> {
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -370,11 +451,17 @@ impl Agent {
                 }
             }
             if let Some(reason) = self.fatal.clone() {
-                self.release().await;
+                let _ = self.release().await;
                 return Some(reason);
             }
             tokio::select! {
                 _ = shutdown.as_mut() => break,
+                Some(reply) = leave.recv() => {
+                    let answer = self.leave().await;
+                    let _ = reply.send(answer);
+                    info!(cluster = %self.name, "left the cluster; the daemon serves its local networks on, restart it to join again");
+                    return None;
+                }
                 _ = ticks.tick() => {
                     self.feed(Input::Tick(self.started.elapsed()), &mut pending);
                     self.maintain(&mut pending);
@@ -398,19 +485,61 @@ impl Agent {
 
     /// Revokes this host's lease before the daemon exits on a fatal error. etcd being down
     /// then is not retried: the lease expires after its TTL anyway.
-    async fn release(&mut self) {
+    async fn release(&mut self) -> Result<bool, String> {
         let Some(id) = self.keeper.lease_id() else {
-            return;
+            return Ok(false);
         };
         match self.etcd.revoke(id).await {
             Ok(()) => {
                 info!(cluster = %self.name, subnet = ?self.keeper.subnet(), "lease released");
                 self.save_record(false);
+                self.remove_subnet_env();
+                Ok(true)
             }
             Err(e) => {
-                warn!(cluster = %self.name, "cannot release the lease (it expires after its TTL): {e}")
+                warn!(cluster = %self.name, "cannot release the lease (it expires after its TTL): {e}");
+                Err(format!(
+                    "cannot give back the lease of cluster {}: {e}; it expires after its TTL",
+                    self.name
+                ))
             }
         }
+    }
+
+    /// `weft cluster leave`: revoke the lease (its key goes with it, so every peer's watch
+    /// removes this host's routes now) and drop this host's routes to the peers, which it is
+    /// no longer one of. The local network stays: containers on it keep their addresses.
+    async fn leave(&mut self) -> Result<serde_json::Value, String> {
+        let subnet = self.keeper.subnet();
+        let released = self.release().await?;
+        if let Some(backend) = self.ready_backend() {
+            match backend.sync_peers(&[]) {
+                Ok(report) => {
+                    for problem in report.problems {
+                        warn!(cluster = %self.name, "leaving: {problem}");
+                    }
+                }
+                Err(e) => {
+                    warn!(cluster = %self.name, "leaving: cannot remove the routes to the peers: {e}")
+                }
+            }
+        }
+        Ok(serde_json::json!({
+            "cluster": self.name,
+            "subnet": subnet.filter(|_| released),
+            "released": released,
+        }))
+    }
+
+    fn remove_subnet_env(&self) {
+        match std::fs::remove_file(&self.subnet_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(cluster = %self.name, "cannot remove {}: {e}", self.subnet_file.display())
+            }
+        }
+        *self.subnet_env.borrow_mut() = None;
     }
 
     /// Runs one keeper request against etcd.
@@ -424,7 +553,21 @@ impl Agent {
                 Err(e) => Some(Input::WatchFailed(e.to_string())),
             };
         }
-        self.etcd.execute(&self.keys, request).await
+        let input = self.etcd.execute(&self.keys, request).await;
+        // Every keeper request is an etcd round trip: its outcome is etcd's reachability as
+        // `--healthz` reports it (at least every third of the TTL, by the renewals).
+        let outcome = match &input {
+            Some(Input::Loaded(r)) => Some(r.as_ref().map(drop).map_err(Clone::clone)),
+            Some(Input::Granted(r)) | Some(Input::KeptAlive(r)) => {
+                Some(r.as_ref().map(drop).map_err(Clone::clone))
+            }
+            Some(Input::Claimed(r)) => Some(r.as_ref().map(drop).map_err(Clone::clone)),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            self.control.update_health(|h| h.etcd = Some(outcome));
+        }
+        input
     }
 
     /// Feeds the keeper and acts on what it says, until nothing follows.
@@ -464,8 +607,13 @@ impl Agent {
                 subnet,
                 subnet_v6,
                 config,
-            } => self.on_acquired(subnet, subnet_v6, config),
+            } => {
+                self.control
+                    .update_health(|h| h.lease = Some(subnet.to_string()));
+                self.on_acquired(subnet, subnet_v6, config)
+            }
             Event::LeaseLost { subnet, reason } => {
+                self.control.update_health(|h| h.lease = None);
                 error!(cluster = %self.name, %subnet, "LEASE LOST: {reason}; re-acquiring (this host keeps its subnet only if nobody else took it)");
                 self.problem(format!("lease on {subnet} lost: {reason}"));
                 self.save_record(false);
@@ -650,6 +798,8 @@ impl Agent {
         self.last_repair = Instant::now();
         if self.joined.as_ref().is_some_and(|j| j.mtu.is_none()) {
             if let Some(data) = self.init_backend() {
+                // The MTU is known only now: the record and subnet.env get it.
+                self.save_record(true);
                 self.feed(Input::BackendData(data), pending);
             }
             return;
@@ -751,6 +901,28 @@ impl Agent {
         if let Err(e) = local::save_record(self.controller.store(), &record) {
             error!(cluster = %self.name, "cannot write the local cluster record: {e}");
         }
+        if held && joined.mtu.is_some() {
+            self.write_subnet_env(&subnet_env(&record, joined.config.masquerade));
+        }
+    }
+
+    /// Writes subnet.env when its content changed: atomically (a reader never sees half a
+    /// file), and not on every problem noted, which saves the record too.
+    fn write_subnet_env(&self, text: &str) {
+        if self.subnet_env.borrow().as_deref() == Some(text) {
+            return;
+        }
+        match write_atomically(&self.subnet_file, text.as_bytes()) {
+            Ok(()) => {
+                info!(cluster = %self.name, path = %self.subnet_file.display(), "subnet.env written");
+                *self.subnet_env.borrow_mut() = Some(text.to_string());
+            }
+            Err(e) => error!(
+                cluster = %self.name,
+                "cannot write {}: {e}; tools reading it will not see this host's subnet (fix the directory or pass --subnet-file)",
+                self.subnet_file.display()
+            ),
+        }
     }
 }
 
@@ -797,21 +969,37 @@ fn ensure_network(
         .map(ToString::to_string)
         .collect();
     let driver = joined.config.attachment.driver();
-    let (mtu_key, cidr_key) = match joined.config.attachment {
-        Attachment::Bridge => (bridge_options::MTU, bridge_options::CLUSTER_CIDR),
-        Attachment::Routed => (routed_options::MTU, routed_options::CLUSTER_CIDR),
+    let (mtu_key, cidr_key, masquerade_key) = match joined.config.attachment {
+        Attachment::Bridge => (
+            bridge_options::MTU,
+            bridge_options::CLUSTER_CIDR,
+            bridge_options::ENABLE_IP_MASQUERADE,
+        ),
+        Attachment::Routed => (
+            routed_options::MTU,
+            routed_options::CLUSTER_CIDR,
+            routed_options::MASQUERADE,
+        ),
     };
     let mut options = BTreeMap::new();
     options.insert(mtu_key.to_string(), mtu.to_string());
     options.insert(cidr_key.to_string(), cidrs.join(","));
+    // Only when off: networks made before the option existed stay as they are (re-making
+    // one needs its containers gone).
+    if !joined.config.masquerade {
+        options.insert(masquerade_key.to_string(), "false".to_string());
+    }
     let mut wanted: Vec<IpNet> = vec![IpNet::V4(joined.subnet)];
     wanted.extend(joined.subnet_v6.map(IpNet::V6));
     match controller.network(name) {
         Ok(rec) => {
             let subnets: Vec<IpNet> = rec.network.subnets.iter().map(|s| s.subnet).collect();
+            // Masquerade back on (the key absent from `options`) differs from a network
+            // made with it off.
             let same_options = options
                 .iter()
-                .all(|(k, v)| rec.network.options.get(k) == Some(v));
+                .all(|(k, v)| rec.network.options.get(k) == Some(v))
+                && rec.network.options.get(masquerade_key) == options.get(masquerade_key);
             if subnets == wanted && same_options && rec.network.driver == driver {
                 return Ok(None);
             }
@@ -867,46 +1055,101 @@ fn ensure_network(
 }
 
 /// The public address and its interface: `--public-ip` (the interface holding it), `--iface`
-/// (its first IPv4 address), or the interface of the default route.
-pub fn find_underlay(
-    public_ip: Option<IpAddr>,
-    iface: Option<&str>,
-) -> Result<Underlay, ClusterError> {
+/// (its first IPv4 address), `--iface-regex` (the first matching interface, by name, that has
+/// an IPv4 address), `--iface-can-reach` (the output interface of the route to that address),
+/// or the interface of the default route.
+pub fn find_underlay(choice: &UnderlayChoice) -> Result<Underlay, ClusterError> {
     let fail = |reason: String| ClusterError::InvalidConfig { reason };
     let mut nl = Netlink::open().map_err(|e| fail(e.to_string()))?;
     let addresses = nl.addresses(None).map_err(|e| fail(e.to_string()))?;
-    let (index, public_ip) = if let Some(ip) = public_ip {
+    let first_v4 = |index: u32| {
+        addresses
+            .iter()
+            .filter(|(i, a)| *i == index && a.addr().is_ipv4())
+            .map(|(_, a)| a.addr())
+            .next()
+    };
+    let (index, public_ip) = if let UnderlayChoice::PublicIp(ip) = choice {
         let index = addresses
             .iter()
-            .find(|(_, a)| a.addr() == ip)
+            .find(|(_, a)| a.addr() == *ip)
             .map(|(i, _)| *i)
             .ok_or_else(|| {
                 fail(format!(
                     "--public-ip {ip} is not an address of this host; give one of its addresses"
                 ))
             })?;
-        (index, ip)
+        (index, *ip)
     } else {
-        let index = match iface {
-            Some(name) => nl
-                .link_by_name(name)
-                .map_err(|e| fail(e.to_string()))?
-                .ok_or_else(|| fail(format!("--iface {name}: no such interface")))?
-                .index,
-            None => default_route_interface(&mut nl)
-                .map_err(|e| fail(e.to_string()))?
-                .ok_or_else(|| fail("this host has no default route to find its public address by; pass --public-ip or --iface".into()))?,
+        let (index, flag) = match choice {
+            UnderlayChoice::Iface(name) => (
+                nl.link_by_name(name)
+                    .map_err(|e| fail(e.to_string()))?
+                    .ok_or_else(|| fail(format!("--iface {name}: no such interface")))?
+                    .index,
+                format!("--iface {name}"),
+            ),
+            UnderlayChoice::IfaceRegex(pattern) => {
+                let re = regex::Regex::new(pattern).map_err(|e| {
+                    fail(format!(
+                        "--iface-regex {pattern:?} is not a regular expression: {e}"
+                    ))
+                })?;
+                let mut links = nl.links().map_err(|e| fail(e.to_string()))?;
+                links.sort_by(|a, b| a.name.cmp(&b.name));
+                let matching: Vec<_> = links.iter().filter(|l| re.is_match(&l.name)).collect();
+                // An interface without an IPv4 address cannot be the underlay: skip it, as
+                // flanneld does, so that `eth.*` finds the one that is configured.
+                let link = matching
+                    .iter()
+                    .find(|l| first_v4(l.index).is_some())
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "--iface-regex {pattern:?}: {}; interfaces here: {}",
+                            if matching.is_empty() {
+                                "no interface name matches".to_string()
+                            } else {
+                                format!(
+                                    "no IPv4 address on the matching {}",
+                                    matching
+                                        .iter()
+                                        .map(|l| l.name.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            },
+                            links
+                                .iter()
+                                .map(|l| l.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                (link.index, format!("--iface-regex {pattern:?}"))
+            }
+            UnderlayChoice::CanReach(ip) => (
+                nl.route_get_oif(*ip)
+                    .map_err(|e| fail(e.to_string()))?
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "--iface-can-reach {ip}: this host has no route to {ip}; give an \
+                             address it can reach, or --iface"
+                        ))
+                    })?,
+                format!("--iface-can-reach {ip}"),
+            ),
+            _ => (
+                default_route_interface(&mut nl)
+                    .map_err(|e| fail(e.to_string()))?
+                    .ok_or_else(|| fail("this host has no default route to find its public address by; pass --public-ip or --iface".into()))?,
+                "the default route".to_string(),
+            ),
         };
-        let ip = addresses
-            .iter()
-            .filter(|(i, a)| *i == index && a.addr().is_ipv4())
-            .map(|(_, a)| a.addr())
-            .next()
-            .ok_or_else(|| {
-                fail(format!(
-                    "interface {index} has no IPv4 address; pass --public-ip"
-                ))
-            })?;
+        let ip = first_v4(index).ok_or_else(|| {
+            fail(format!(
+                "interface {index} (found by {flag}) has no IPv4 address; pass --public-ip"
+            ))
+        })?;
         (index, ip)
     };
     let link = nl
@@ -932,4 +1175,81 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
+}
+
+/// flannel's subnet.env (what CNI's flannel plugin and other tools read), with WEFT_
+/// duplicates. FLANNEL_SUBNET is the host's gateway address with the subnet's length, as
+/// flanneld writes it.
+fn subnet_env(record: &LocalRecord, masquerade: bool) -> String {
+    let gateway = |net: IpNet| {
+        net.hosts()
+            .next()
+            .map(|gw| format!("{gw}/{}", net.prefix_len()))
+            .unwrap_or_else(|| net.to_string())
+    };
+    let mut vars = vec![
+        ("NETWORK", record.network.to_string()),
+        ("SUBNET", gateway(IpNet::V4(record.subnet))),
+    ];
+    if let (Some(net6), Some(sub6)) = (record.network_v6, record.subnet_v6) {
+        vars.push(("IPV6_NETWORK", net6.to_string()));
+        vars.push(("IPV6_SUBNET", gateway(IpNet::V6(sub6))));
+    }
+    vars.push(("MTU", record.mtu.to_string()));
+    vars.push(("IPMASQ", masquerade.to_string()));
+    let mut out = String::new();
+    for prefix in ["FLANNEL", "WEFT"] {
+        for (key, value) in &vars {
+            out.push_str(&format!("{prefix}_{key}={value}\n"));
+        }
+    }
+    out
+}
+
+/// Write to a temporary file beside `path`, fsync, rename over it, fsync the directory: a
+/// reader sees the old content or the new, never a part.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod subnet_env_tests {
+    use super::*;
+
+    #[test]
+    fn subnet_env_has_flannels_variables() {
+        let record = LocalRecord {
+            cluster: "c1".into(),
+            subnet: "10.244.3.0/24".parse().unwrap(),
+            subnet_v6: None,
+            mtu: 1450,
+            network: "10.244.0.0/16".parse().unwrap(),
+            network_v6: None,
+            backend: "vxlan".into(),
+            public_ip: "192.168.0.1".parse().unwrap(),
+            lease_held: true,
+            problems: vec![],
+        };
+        let text = subnet_env(&record, false);
+        assert!(text.starts_with(
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+        ), "{text}");
+        assert!(text.contains("WEFT_SUBNET=10.244.3.1/24\n"), "{text}");
+    }
 }

@@ -33,6 +33,10 @@ pub struct DaemonArgs {
     /// /run/weft/weft.sock, or control.sock in a --state-dir other than /var/lib/weft).
     #[arg(long, env = control::SOCKET_ENV)]
     pub control_socket: Option<PathBuf>,
+    /// Serve `GET /healthz` on ADDR:PORT (flanneld's --healthz-ip/--healthz-port): 200 while
+    /// the cluster lease is held and etcd answers, 503 with the reason otherwise.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub healthz: Option<std::net::SocketAddr>,
     /// Joining a multi-host cluster network (optional).
     #[command(flatten)]
     pub cluster: crate::agent::AgentArgs,
@@ -46,7 +50,7 @@ fn check_underlay_flags(args: &crate::agent::AgentArgs) -> Result<(), EngineErro
     if args.cluster.is_none() {
         return Ok(());
     }
-    match crate::agent::find_underlay(args.public_ip, args.iface.as_deref()) {
+    match crate::agent::find_underlay(&args.underlay_choice()) {
         Ok(_) => Ok(()),
         Err(weft_ipam::cluster::ClusterError::InvalidConfig { reason }) => {
             Err(EngineError::Invalid(reason))
@@ -68,7 +72,7 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
         warn!(methods = %faults, "failures are injected into these plugin methods");
     }
     check_underlay_flags(&args.cluster)?;
-    let agent = crate::agent::prepare(controller.clone(), &args.cluster)
+    let agent = crate::agent::prepare(controller.clone(), &args.cluster, state_dir)
         .map_err(crate::agent::into_engine)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -115,6 +119,14 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
             let _ = stopped.wait_for(|s| *s).await;
         };
         let state = Arc::new(ControlState::default());
+        let healthz = match args.healthz {
+            Some(addr) => Some(tokio::spawn(crate::healthz::serve(
+                crate::healthz::bind(addr).await?,
+                state.clone(),
+                stopped_too(stopped.clone()),
+            ))),
+            None => None,
+        };
         let socket = control::socket_path(args.control_socket.as_deref(), state_dir);
         let control = match control::server::bind(&socket).await {
             Ok(socket) => Some(tokio::spawn(
@@ -149,6 +161,9 @@ pub fn run(state_dir: &Path, args: DaemonArgs) -> Result<(), EngineError> {
         }
         if let Some(control) = control {
             let _ = control.await;
+        }
+        if let Some(healthz) = healthz {
+            let _ = healthz.await;
         }
         result
     })

@@ -5,6 +5,7 @@ mod cli;
 mod cni;
 mod control;
 mod daemon;
+mod healthz;
 mod setup;
 
 use std::process::ExitCode;

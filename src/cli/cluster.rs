@@ -30,6 +30,34 @@ pub enum ClusterCommand {
     /// This host's lease and peers (from the local store and, with --etcd-endpoints, etcd)
     /// next to what the kernel has (JSON).
     Status(StatusArgs),
+    /// Make this host's running daemon leave its cluster now: it gives its lease back (the
+    /// peers remove their routes to it at once) and keeps serving its local networks.
+    Leave(LeaveArgs),
+    /// Remove a cluster from etcd: its config, reservations and leases (refused while hosts
+    /// hold leases, unless --force).
+    Rm(RmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LeaveArgs {
+    /// The cluster the daemon should leave (checked against the one it joined).
+    pub name: Option<String>,
+    /// The daemon's control socket (default /run/weft/weft.sock, or control.sock in a
+    /// --state-dir other than /var/lib/weft).
+    #[arg(long, env = crate::control::SOCKET_ENV)]
+    pub control_socket: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Cluster network name.
+    pub name: String,
+    /// Remove it even while hosts hold leases (they lose their subnets: their daemons log
+    /// the lost lease and wait for a config).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +101,17 @@ pub struct InitArgs {
     /// vxlan: plain routes to peers on the same L2 segment.
     #[arg(long)]
     pub direct_routing: bool,
+    /// The first subnet hosts may lease (flannel's SubnetMin), e.g. 10.244.10.0 or
+    /// 10.244.10.0/24.
+    #[arg(long, value_parser = range_bound, value_name = "SUBNET")]
+    pub subnet_min: Option<(std::net::Ipv4Addr, Option<u8>)>,
+    /// The last subnet hosts may lease (flannel's SubnetMax).
+    #[arg(long, value_parser = range_bound, value_name = "SUBNET")]
+    pub subnet_max: Option<(std::net::Ipv4Addr, Option<u8>)>,
+    /// Do not masquerade traffic from the cluster's containers to outside the cluster
+    /// networks (flannel's --ip-masq=false): the outside must route the subnets back.
+    #[arg(long)]
+    pub no_masquerade: bool,
     #[command(flatten)]
     pub bgp: BgpInitArgs,
     #[command(flatten)]
@@ -168,12 +207,47 @@ pub fn run(state_dir: &Path, cmd: ClusterCommand) -> Result<(), EngineError> {
             ClusterCommand::Reserve(args) => reserve(args).await,
             ClusterCommand::Unreserve(args) => unreserve(args).await,
             ClusterCommand::Status(args) => status(state_dir, args).await,
+            ClusterCommand::Leave(args) => leave(state_dir, args),
+            ClusterCommand::Rm(args) => rm(args).await,
         }
     })
 }
 
+/// `--subnet-min`/`--subnet-max`: an address (flannel writes `"SubnetMin": "10.244.10.0"`)
+/// or a subnet; its length is checked against `--subnet-len` by `init`.
+fn range_bound(s: &str) -> Result<(std::net::Ipv4Addr, Option<u8>), String> {
+    match s.split_once('/') {
+        None => s.parse().map(|a| (a, None)).map_err(|_| {
+            format!(
+                "{s:?} is not an IPv4 address; give the subnet's first address, e.g. 10.244.10.0"
+            )
+        }),
+        Some(_) => super::cidr::ipv4_net(s).map(|n| (n.addr(), Some(n.prefix_len()))),
+    }
+}
+
+/// The address of a range bound whose length, when given, is the subnets'.
+fn bound(
+    flag: &str,
+    value: Option<(std::net::Ipv4Addr, Option<u8>)>,
+    subnet_len: u8,
+) -> Result<Option<std::net::Ipv4Addr>, EngineError> {
+    match value {
+        Some((addr, Some(len))) if len != subnet_len => Err(EngineError::Invalid(format!(
+            "{flag} {addr}/{len}: hosts' subnets are /{subnet_len} (--subnet-len); give \
+             {addr}/{subnet_len} or just {addr}"
+        ))),
+        other => Ok(other.map(|(addr, _)| addr)),
+    }
+}
+
 async fn init(args: InitArgs) -> Result<(), EngineError> {
+    let subnet_min = bound("--subnet-min", args.subnet_min, args.subnet_len)?;
+    let subnet_max = bound("--subnet-max", args.subnet_max, args.subnet_len)?;
     let config = ClusterConfig {
+        subnet_min,
+        subnet_max,
+        masquerade: !args.no_masquerade,
         network: args.network,
         subnet_len: args.subnet_len,
         network_v6: args.network_v6,
@@ -208,6 +282,50 @@ async fn reserve(args: ReserveArgs) -> Result<(), EngineError> {
         .await
         .map_err(crate::agent::into_engine)?;
     println!("{}", keys.reservation(args.subnet));
+    Ok(())
+}
+
+/// Asks the daemon over its control socket: it alone holds (and renews) the lease.
+fn leave(state_dir: &Path, args: LeaveArgs) -> Result<(), EngineError> {
+    use crate::control::{client, Method};
+    let socket = crate::control::socket_path(args.control_socket.as_deref(), state_dir);
+    if let Some(name) = &args.name {
+        let info = client::call(&socket, Method::Info)?;
+        let joined = info["cluster"].as_str();
+        if joined != Some(name.as_str()) {
+            return Err(EngineError::NotFound {
+                kind: "cluster",
+                name: name.clone(),
+                hint: match joined {
+                    Some(other) => format!(
+                        ": the daemon at {} joined cluster {other}; leave that one or run this on the right host",
+                        socket.display()
+                    ),
+                    None => format!(": the daemon at {} joins no cluster", socket.display()),
+                },
+            });
+        }
+    }
+    let answer = client::call(&socket, Method::ClusterLeave)?;
+    println!("{}", serde_json::to_string_pretty(&answer).expect("json"));
+    Ok(())
+}
+
+async fn rm(args: RmArgs) -> Result<(), EngineError> {
+    let keys = Keys::new(&args.etcd.etcd_prefix, &args.name);
+    let mut etcd = connect(&args.etcd).await?;
+    let removed = etcd
+        .remove_cluster(&keys, &args.name, args.force)
+        .await
+        .map_err(crate::agent::into_engine)?;
+    if removed == 0 {
+        return Err(EngineError::NotFound {
+            kind: "cluster",
+            name: args.name.clone(),
+            hint: format!("; etcd has nothing under {}", keys.cluster()),
+        });
+    }
+    println!("{}", keys.cluster());
     Ok(())
 }
 

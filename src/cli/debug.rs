@@ -70,8 +70,13 @@ fn bgp_host(state_dir: &Path, args: BgpHostArgs) -> Result<(), EngineError> {
             args.config.display()
         ))
     })?;
-    let underlay = crate::agent::find_underlay(file.public_ip, file.iface.as_deref())
-        .map_err(crate::agent::into_engine)?;
+    use crate::agent::UnderlayChoice;
+    let choice = match (file.public_ip, file.iface.clone()) {
+        (Some(ip), _) => UnderlayChoice::PublicIp(ip),
+        (None, Some(name)) => UnderlayChoice::Iface(name),
+        (None, None) => UnderlayChoice::DefaultRoute,
+    };
+    let underlay = crate::agent::find_underlay(&choice).map_err(crate::agent::into_engine)?;
     let node = LocalNode {
         cluster: file.cluster.clone(),
         subnets: file.subnets.clone(),

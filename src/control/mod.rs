@@ -49,7 +49,15 @@ pub enum Method {
     /// The Loc-RIB and what the route programmer keeps in the kernel.
     #[serde(rename = "bgp.routes")]
     BgpRoutes,
+    /// Leave the cluster now: revoke the lease (the peers drop this host's routes at once),
+    /// stop the agent. The daemon keeps serving its local networks.
+    #[serde(rename = "cluster.leave")]
+    ClusterLeave,
 }
+
+/// How the control socket asks the agent to leave: the agent answers on the oneshot once
+/// the lease is given back (or says why not).
+pub type LeaveRequest = tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>;
 
 /// One request line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +89,19 @@ struct Live {
     cluster: Option<String>,
     backend: Option<&'static str>,
     bgp: Option<Arc<BgpBackend>>,
+    /// Set while the agent runs and can be asked to leave.
+    leave: Option<tokio::sync::mpsc::Sender<LeaveRequest>>,
+    /// What `GET /healthz` reports.
+    health: Health,
+}
+
+/// The agent's health as `--healthz` reports it.
+#[derive(Default, Clone, Debug)]
+pub struct Health {
+    /// The subnet whose lease is held now.
+    pub lease: Option<String>,
+    /// Whether the last etcd call succeeded (`None` before the first one).
+    pub etcd: Option<Result<(), String>>,
 }
 
 impl ControlState {
@@ -94,6 +115,38 @@ impl ControlState {
         let mut live = self.live();
         live.backend = Some(name);
         live.bgp = bgp;
+    }
+
+    /// Updates the health the agent reports.
+    pub fn update_health(&self, update: impl FnOnce(&mut Health)) {
+        update(&mut self.live().health);
+    }
+
+    /// `GET /healthz`: healthy (200) when no cluster is to be joined, or when the lease is
+    /// held and etcd answered last time; otherwise why not (503).
+    pub fn healthz(&self) -> (bool, String) {
+        let live = self.live().clone();
+        let Some(cluster) = live.cluster else {
+            return (true, "ok: this daemon joins no cluster\n".into());
+        };
+        let mut problems = Vec::new();
+        if live.health.lease.is_none() {
+            problems.push(format!("holds no lease in cluster {cluster}"));
+        }
+        match &live.health.etcd {
+            Some(Ok(())) => {}
+            Some(Err(e)) => problems.push(format!("etcd unreachable: {e}")),
+            None => problems.push("has not reached etcd yet".into()),
+        }
+        match (problems.is_empty(), live.health.lease) {
+            (true, Some(subnet)) => (true, format!("ok: cluster {cluster}, subnet {subnet}\n")),
+            _ => (false, format!("unhealthy: {}\n", problems.join("; "))),
+        }
+    }
+
+    /// Where `cluster.leave` requests go (`None`: the agent stopped).
+    pub fn set_leave(&self, leave: Option<tokio::sync::mpsc::Sender<LeaveRequest>>) {
+        self.live().leave = leave;
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
@@ -126,6 +179,22 @@ impl ControlState {
                 let mut value = serde_json::to_value(routes).map_err(|e| e.to_string())?;
                 value["cluster"] = serde_json::json!(live.cluster);
                 Ok(value)
+            }
+            Method::ClusterLeave => {
+                let (Some(cluster), Some(leave)) = (&live.cluster, &live.leave) else {
+                    return Err(match &live.cluster {
+                        None => "this weft daemon joins no cluster: there is nothing to leave"
+                            .to_string(),
+                        Some(c) => format!(
+                            "this weft daemon has already left cluster {c} (or its agent \
+                             stopped); restart it to join again"
+                        ),
+                    });
+                };
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let gone = || format!("the agent of cluster {cluster} stopped before answering");
+                leave.blocking_send(reply).map_err(|_| gone())?;
+                answer.blocking_recv().map_err(|_| gone())?
             }
         }
     }

@@ -42,6 +42,8 @@ pub struct Host {
     pub log: PathBuf,
     socket: PathBuf,
     daemon: Option<Child>,
+    /// How the daemon is told its underlay (default `--iface eth0`).
+    pub underlay_flags: Vec<String>,
 }
 
 impl Host {
@@ -198,6 +200,7 @@ impl ClusterWorld {
             ip,
             state,
             daemon: None,
+            underlay_flags: vec!["--iface".into(), "eth0".into()],
         });
         i - 1
     }
@@ -339,11 +342,10 @@ impl ClusterWorld {
                 &self.endpoint(),
                 "--cluster",
                 CLUSTER,
-                "--iface",
-                "eth0",
                 "--lease-ttl",
                 &ttl.to_string(),
             ])
+            .args(&h.underlay_flags)
             .args(extra)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

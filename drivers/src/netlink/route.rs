@@ -74,6 +74,44 @@ impl Netlink {
             .collect())
     }
 
+    /// `ip route get DEST`: the interface the kernel would send a packet to `destination`
+    /// out of (policy rules and all tables considered, as for a real packet), or `None`
+    /// when it has no route there (ENETUNREACH, EHOSTUNREACH).
+    pub fn route_get_oif(&mut self, destination: IpAddr) -> Result<Option<u32>> {
+        let mut request = RouteMessage::default();
+        let (family, len) = match destination {
+            IpAddr::V4(_) => (AddressFamily::Inet, 32),
+            IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+        };
+        request.header.address_family = family;
+        request.header.destination_prefix_length = len;
+        request
+            .attributes
+            .push(RouteAttribute::Destination(destination.into()));
+        let replies = match self
+            .socket
+            .request(RouteNetlinkMessage::GetRoute(request), 0)
+        {
+            Ok(replies) => replies,
+            Err(f) => {
+                let e = f.into_error("look up route", destination.to_string());
+                return match e.errno() {
+                    Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        };
+        // The answer is a cloned (cache) route, which `parse_route` leaves out: read its
+        // output interface directly.
+        Ok(replies.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) => r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(index) => Some(*index),
+                _ => None,
+            }),
+            _ => None,
+        }))
+    }
+
     /// Unreachable routes of one table, `ip route show type unreachable table T`. Kept apart
     /// from [`Netlink::routes`], whose callers treat every route that is not a blackhole as
     /// one that forwards.

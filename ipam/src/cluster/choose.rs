@@ -4,6 +4,10 @@
 //! if nobody else holds it; a live lease that already carries its public address and node id
 //! (a restart within the TTL); the first subnet that is neither leased nor reserved.
 //!
+//! Only subnets within the config's `subnet_min ..= subnet_max` (flannel's SubnetMin and
+//! SubnetMax) are chosen, also as previous or own live subnet; a reservation is the operator's
+//! explicit choice and is honoured wherever it lies.
+//!
 //! A live lease with the same public address but another node id is a second daemon for the
 //! same host address: refused, never shared.
 
@@ -109,6 +113,7 @@ pub fn choose_subnet(input: &ChoiceInput<'_>) -> Result<Claim, ClusterError> {
     let config = input.config;
     let usable = |subnet: Ipv4Net| {
         carve::is_host_subnet(config.network, config.subnet_len, subnet)
+            && config.in_range(subnet)
             && !reserved.contains_key(&subnet)
     };
     if let Some(claim) = input.previous.filter(|s| usable(*s)).and_then(claim_for) {
@@ -129,7 +134,9 @@ pub fn choose_subnet(input: &ChoiceInput<'_>) -> Result<Claim, ClusterError> {
         .map(Claim::Create)
         .ok_or(ClusterError::Exhausted {
             network: config.network,
-            total: carve::subnet_count(config.network, config.subnet_len),
+            total: carve::subnets(config.network, config.subnet_len)
+                .filter(|s| config.in_range(*s))
+                .count() as u64,
             len: config.subnet_len,
         })
 }
@@ -296,5 +303,41 @@ mod tests {
         c.leases.push(lease("10.244.1.0/24", "192.168.0.2", "b", 1));
         let e = c.choose("192.168.0.1", "a").unwrap_err();
         assert!(matches!(e, ClusterError::Exhausted { total: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn only_subnets_between_min_and_max_are_chosen() {
+        let mut c = Case::new("10.244.0.0/16");
+        c.config.subnet_min = Some("10.244.10.0".parse().unwrap());
+        c.config.subnet_max = Some("10.244.11.0".parse().unwrap());
+        assert_eq!(
+            c.choose("192.168.0.1", "a").unwrap(),
+            Claim::Create(net("10.244.10.0/24"))
+        );
+        // A previous subnet below the range is not taken back; nor is an own live lease.
+        c.previous = Some(net("10.244.1.0/24"));
+        c.leases.push(lease("10.244.2.0/24", "192.168.0.1", "a", 3));
+        assert_eq!(
+            c.choose("192.168.0.1", "a").unwrap(),
+            Claim::Create(net("10.244.10.0/24"))
+        );
+        c.leases.clear();
+        c.leases
+            .push(lease("10.244.10.0/24", "192.168.0.2", "b", 1));
+        assert_eq!(
+            c.choose("192.168.0.1", "a").unwrap(),
+            Claim::Create(net("10.244.11.0/24"))
+        );
+        c.leases
+            .push(lease("10.244.11.0/24", "192.168.0.3", "c", 2));
+        let e = c.choose("192.168.0.1", "a").unwrap_err();
+        assert!(matches!(e, ClusterError::Exhausted { total: 2, .. }), "{e}");
+        // A reservation outside the range is still honoured.
+        c.reservations
+            .push(reservation("10.244.50.0/24", "192.168.0.1"));
+        assert_eq!(
+            c.choose("192.168.0.1", "a").unwrap(),
+            Claim::Create(net("10.244.50.0/24"))
+        );
     }
 }

@@ -43,6 +43,22 @@ pub struct ClusterConfig {
     /// How containers attach on each host.
     #[serde(default)]
     pub attachment: Attachment,
+    /// The first subnet (its network address) a host may lease (flannel's `SubnetMin`);
+    /// subnets below it are never chosen, except by a reservation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_min: Option<Ipv4Addr>,
+    /// The last subnet a host may lease (flannel's `SubnetMax`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_max: Option<Ipv4Addr>,
+    /// Whether traffic from the cluster's containers to outside the cluster networks is
+    /// masqueraded (flannel's `--ip-masq`). Cluster-wide, so that every host treats the
+    /// containers' addresses alike: off means the outside world routes them back.
+    #[serde(default = "default_masquerade")]
+    pub masquerade: bool,
+}
+
+fn default_masquerade() -> bool {
+    true
 }
 
 /// How a host's containers attach to its subnet of the cluster network.
@@ -248,7 +264,59 @@ impl ClusterConfig {
             subnet_len_v6: DEFAULT_SUBNET_LEN_V6,
             backend,
             attachment: Attachment::default(),
+            subnet_min: None,
+            subnet_max: None,
+            masquerade: true,
         }
+    }
+
+    /// Whether `subnet` lies within `subnet_min ..= subnet_max` (both optional).
+    pub fn in_range(&self, subnet: Ipv4Net) -> bool {
+        let start = subnet.network();
+        self.subnet_min.is_none_or(|min| start >= min)
+            && self.subnet_max.is_none_or(|max| start <= max)
+    }
+
+    /// Checks `subnet_min`/`subnet_max`: inside the network, on a subnet boundary, in order.
+    /// The messages name the `weft cluster init` flags, where the values come from.
+    fn validate_range(&self) -> Result<(), String> {
+        let size = 1u32 << (32 - u32::from(self.subnet_len));
+        for (flag, addr) in [
+            ("--subnet-min", self.subnet_min),
+            ("--subnet-max", self.subnet_max),
+        ] {
+            let Some(addr) = addr else { continue };
+            if !self.network.contains(&addr) {
+                return Err(format!(
+                    "{flag} {addr} is outside the cluster network {}: give a subnet of it",
+                    self.network
+                ));
+            }
+            let offset = u32::from(addr) - u32::from(self.network.network());
+            if offset % size != 0 {
+                let down = Ipv4Addr::from(u32::from(addr) - offset % size);
+                return Err(format!(
+                    "{flag} {addr} is not the start of a /{} subnet: did you mean {down}?",
+                    self.subnet_len
+                ));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.subnet_min, self.subnet_max) {
+            if min > max {
+                return Err(format!(
+                    "--subnet-min {min} is above --subnet-max {max}: swap them"
+                ));
+            }
+        }
+        if let Some(max) = self.subnet_max {
+            if max == self.network.network() {
+                return Err(format!(
+                    "--subnet-max {max} is the cluster network's first subnet, which is never \
+                     handed out: give a later one"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Decodes and validates a stored config.
@@ -303,6 +371,9 @@ impl ClusterConfig {
                     v6.prefix_len() + 1
                 ));
             }
+        }
+        if let Err(reason) = self.validate_range() {
+            return invalid(reason);
         }
         if !BACKENDS.contains(&self.backend.kind.as_str()) {
             return invalid(format!(
@@ -424,6 +495,18 @@ mod tests {
             (
                 r#"{"network":"10.244.0.0/16","attachment":"macvlan","backend":{"type":"vxlan"}}"#,
                 "not valid config JSON",
+            ),
+            (
+                r#"{"network":"10.244.0.0/16","subnet_min":"10.245.0.0","backend":{"type":"vxlan"}}"#,
+                "--subnet-min 10.245.0.0 is outside",
+            ),
+            (
+                r#"{"network":"10.244.0.0/16","subnet_max":"10.244.3.128","backend":{"type":"vxlan"}}"#,
+                "did you mean 10.244.3.0",
+            ),
+            (
+                r#"{"network":"10.244.0.0/16","subnet_min":"10.244.9.0","subnet_max":"10.244.3.0","backend":{"type":"vxlan"}}"#,
+                "above --subnet-max",
             ),
         ] {
             let e = ClusterConfig::decode(json.as_bytes())

@@ -55,6 +55,12 @@ pub enum ClusterError {
         public_ip: IpAddr,
         reserved_for: IpAddr,
     },
+    /// `weft cluster rm` of a cluster whose hosts still hold leases.
+    #[error("cluster {cluster} still has {} live lease(s) ({}); run `weft cluster leave` on those hosts (or stop their daemons and wait for the TTL), or pass --force to remove it anyway", leases.len(), leases.join(", "))]
+    ClusterInUse {
+        cluster: String,
+        leases: Vec<String>,
+    },
     /// A reservation names a subnet outside the cluster network or of the wrong length.
     #[error("invalid reservation {subnet}: {reason}")]
     InvalidReservation { subnet: String, reason: String },

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    LeaseKeepAliveStream, LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    Identity, LeaseKeepAliveStream, LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
     WatchOptions, WatchStream,
 };
 use ipnet::Ipv4Net;
@@ -527,6 +527,46 @@ impl Etcd {
         )
         .await?;
         Ok(response.deleted() > 0)
+    }
+
+    /// Removes everything of the cluster (config, reservations, leases). Without `force`,
+    /// refused while any lease key exists: those hosts would lose their subnet under their
+    /// containers. Returns how many keys were removed; 0 means there was no such cluster.
+    pub async fn remove_cluster(
+        &mut self,
+        keys: &Keys,
+        cluster: &str,
+        force: bool,
+    ) -> Result<i64, ClusterError> {
+        let ep = self.endpoints.clone();
+        let leases = within(
+            &ep,
+            "reading the cluster's leases",
+            self.client.get(
+                keys.subnets(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            ),
+        )
+        .await?;
+        let holders: Vec<String> = leases
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect();
+        if !holders.is_empty() && !force {
+            return Err(ClusterError::ClusterInUse {
+                cluster: cluster.to_string(),
+                leases: holders,
+            });
+        }
+        let response = within(
+            &ep,
+            "removing the cluster",
+            self.client
+                .delete(keys.cluster(), Some(DeleteOptions::new().with_prefix())),
+        )
+        .await?;
+        Ok(response.deleted())
     }
 
     /// Writes many keys in one transaction, attached to `lease` (0: none). For seeding a
