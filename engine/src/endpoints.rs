@@ -293,7 +293,7 @@ impl Controller {
             Ok(()) => self.forget_intent(&intent)?,
             Err(_) => match self.unpublish(&net, &mut ep) {
                 Ok(()) => self.forget_intent(&intent)?,
-                Err(undo) => warn!(endpoint = %&endpoint_id[..12.min(endpoint_id.len())],
+                Err(undo) => warn!(endpoint = %weft_drivers::names::short(endpoint_id),
                     error = %undo, "undoing a failed publish; the next command tries again"),
             },
         }
@@ -528,7 +528,7 @@ impl Controller {
 
     pub fn disconnect(&self, network: &str, endpoint_id: &str) -> Result<(), EngineError> {
         self.delete_endpoint(network, endpoint_id)?;
-        info!(network, endpoint = %&endpoint_id[..12.min(endpoint_id.len())], "disconnected");
+        info!(network, endpoint = %weft_drivers::names::short(endpoint_id), "disconnected");
         Ok(())
     }
 }

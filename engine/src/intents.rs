@@ -100,7 +100,7 @@ impl Intent {
 
     /// For messages and `weft status`.
     pub fn describe(&self) -> String {
-        let short = |id: &str| id.chars().take(12).collect::<String>();
+        let short = weft_drivers::names::short;
         match self {
             Intent::CreateNetwork { name, id, .. } => {
                 format!("create network {name} ({})", short(id))

@@ -109,7 +109,7 @@ pub fn endpoint_intent_key(network_id: &str, endpoint_id: &str) -> String {
 /// Owner of the pools weft's IPAM made for a network: how an interrupted create, and
 /// reconciliation, find them.
 pub fn network_pool_owner(name: &str, id: &str) -> String {
-    format!("network {name} ({})", &id[..12.min(id.len())])
+    format!("network {name} ({})", weft_drivers::names::short(id))
 }
 
 pub fn is_network_pool_owner(owner: &str) -> bool {

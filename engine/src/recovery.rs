@@ -142,7 +142,7 @@ impl Controller {
             }
             None => Ok(format!(
                 "network {}: its removal had committed",
-                &id[..12.min(id.len())]
+                weft_drivers::names::short(id)
             )),
         }
     }
@@ -150,7 +150,7 @@ impl Controller {
     /// A connect that did not commit: what it claimed (addresses and host ports of its owner)
     /// and built (links, published ports) goes.
     fn undo_connect(&self, network_id: &str, endpoint_id: &str) -> Result<String, EngineError> {
-        let short = &endpoint_id[..12.min(endpoint_id.len())];
+        let short = weft_drivers::names::short(endpoint_id);
         if self
             .store
             .get(&records::endpoint_key(network_id, endpoint_id))?
@@ -205,7 +205,7 @@ impl Controller {
     /// New ports that did not commit: the endpoint is left with none published (the consumer's
     /// call failed, so it does not count on any).
     fn undo_publish(&self, network_id: &str, endpoint_id: &str) -> Result<String, EngineError> {
-        let short = &endpoint_id[..12.min(endpoint_id.len())];
+        let short = weft_drivers::names::short(endpoint_id);
         let key = records::endpoint_key(network_id, endpoint_id);
         let owner = endpoint_owner(network_id, endpoint_id);
         let Some(mut ep) = load::<EndpointRecord>(self.store(), &key)? else {
@@ -235,7 +235,7 @@ impl Controller {
         network_id: &str,
         endpoint_id: &str,
     ) -> Result<String, EngineError> {
-        let short = &endpoint_id[..12.min(endpoint_id.len())];
+        let short = weft_drivers::names::short(endpoint_id);
         let key = records::endpoint_key(network_id, endpoint_id);
         let Some(ep) = load::<EndpointRecord>(self.store(), &key)? else {
             return Ok(format!("endpoint {short}: its disconnect had committed"));

@@ -604,3 +604,30 @@ fn a_corrupt_record_is_skipped_and_listed() {
     assert_eq!(corrupt.len(), 1, "{corrupt:?}");
     assert!(corrupt[0].0.ends_with(&"b".repeat(64)));
 }
+
+#[test]
+fn an_intent_whose_operation_had_committed_is_only_forgotten() {
+    // What a power loss can bring back: the intent of a connect whose record was committed
+    // (forgetting an intent skips the flush).
+    let (c, store, driver) = controller();
+    c.create_network(net_request("n1", "10.1.0.0/24")).unwrap();
+    let ep = c
+        .connect("n1", &connect_request("eth0", &["8080:80"]))
+        .unwrap();
+    c.record_intent(crate::intents::Intent::Connect {
+        network_id: ep.endpoint.network_id.clone(),
+        endpoint_id: ep.endpoint.id.clone(),
+        netns: None,
+    })
+    .unwrap();
+    driver.calls.lock().unwrap().clear();
+    c.create_network(net_request("n2", "10.2.0.0/24")).unwrap();
+    assert!(c.pending().unwrap().is_empty());
+    let calls = driver.calls.lock().unwrap().clone();
+    assert!(!calls.contains(&"leave".to_string()), "{calls:?}");
+    assert!(
+        c.endpoint("n1", &ep.endpoint.id).is_ok(),
+        "the endpoint stays"
+    );
+    assert!(store.dump().keys().any(|k| k.starts_with("ports/tcp/8080")));
+}
