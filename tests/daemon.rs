@@ -5,23 +5,13 @@ mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::{eventually, root_or_skip, World};
 
 /// The daemon, stopped with SIGTERM (by PID) when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
+use weft_testkit::StopOnDrop as Daemon;
 
 fn start(w: &World, socket: &std::path::Path) -> Daemon {
     let child = w

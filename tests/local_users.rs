@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::{eventually, root_or_skip, World};
@@ -16,17 +16,7 @@ use support::{eventually, root_or_skip, World};
 const NOBODY: u32 = 65534;
 
 /// The daemon, stopped with SIGTERM (by PID) when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
+use weft_testkit::StopOnDrop as Daemon;
 
 /// Whether user `nobody` may connect to the unix socket at `path`: `Ok(())`, or the errno.
 /// Forks (the child only makes raw system calls, so it is safe in a threaded test), drops to

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::{addr_of, eventually, root_or_skip, Ns, World, UPLINK_HOST_V4};
@@ -222,18 +222,8 @@ fn a_container_on_a_bridge_and_a_routed_network_reaches_both_in_either_order() {
     disconnect(&w, "rc", &r_peer);
 }
 
-/// The daemon on the world's state, stopped by PID when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
+/// The daemon, stopped with SIGTERM (by PID) when dropped.
+use weft_testkit::StopOnDrop as Daemon;
 
 /// Starts `weft daemon` (which reconciles at start) and waits until its socket exists, i.e.
 /// until reconciliation is over.

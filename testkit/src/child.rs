@@ -24,3 +24,17 @@ pub fn stop_child(mut child: Child, grace: Duration) {
     }
     let _ = child.wait();
 }
+
+/// A process the test started (a daemon), asked to stop with SIGTERM (by PID) and reaped when
+/// dropped, also when the test fails.
+pub struct StopOnDrop(pub Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}

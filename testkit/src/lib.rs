@@ -10,7 +10,7 @@ pub mod poll;
 pub mod skip;
 pub mod two_hosts;
 
-pub use child::stop_child;
+pub use child::{stop_child, StopOnDrop};
 pub use ns::{Lab, Ns};
 pub use poll::eventually;
 pub use skip::{can_run, root_or_skip, skip_reason};
